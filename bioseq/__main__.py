@@ -1,0 +1,3 @@
+from bioseq.cli import main
+
+main()

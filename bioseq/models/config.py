@@ -1,0 +1,180 @@
+"""Typed, self-validating, JSON round-tripping configs and the registry of backbones and sizes.
+
+Every backbone file defines ``@register_backbone("name") class XConfig(BackboneConfig)`` and its
+``nn.Module``; named sizes (``hyena-tiny``, ``mamba-small`` ...) are registered with
+:func:`register_size`. Configs load by name, by JSON file or from a checkpoint folder::
+
+    cfg = load_config("mamba-tiny")
+    cfg = load_config("my_config.json")
+    cfg = load_config("runs/ckpt/")   # reads config.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+#: arch name -> (config class, module class)
+_BACKBONES: dict[str, tuple[type[BackboneConfig], type]] = {}
+#: size name -> (arch, overrides)
+_SIZES: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+class ConfigError(ValueError):
+    """An invalid model configuration."""
+
+
+@dataclass
+class BackboneConfig:
+    """Fields every backbone shares. Subclasses add their own and extend :meth:`validate`.
+
+    Attributes:
+        vocab_size: number of token ids the embedding accepts (padded up to a multiple of 8).
+        d_model: width of the hidden states ``(B, L, d_model)``.
+        n_layer: number of residual blocks.
+        pad_token_id: id of padding; masked out of losses and pooling.
+        complement_map: token id -> id of its reverse-complement token (nucleotide vocabularies);
+            required by reverse-complement-equivariant options.
+        bidirectional: True if the backbone sees the whole sequence (masked LM); False = causal.
+    """
+
+    arch: ClassVar[str] = ""
+    vocab_size: int = 16
+    d_model: int = 128
+    n_layer: int = 2
+    pad_token_id: int = 4
+    complement_map: list[int] | None = None
+    bidirectional: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on an inconsistent config. Subclasses call super()."""
+        if self.vocab_size < 1:
+            raise ConfigError(f"{self.arch}: vocab_size must be >= 1, got {self.vocab_size}")
+        if self.d_model < 1 or self.n_layer < 0:
+            raise ConfigError(f"{self.arch}: d_model and n_layer must be positive")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ConfigError(f"{self.arch}: pad_token_id {self.pad_token_id} outside vocab")
+        if self.complement_map is not None:
+            cm = list(self.complement_map)
+            if len(cm) != self.vocab_size or sorted(cm) != list(range(self.vocab_size)):
+                raise ConfigError(
+                    f"{self.arch}: complement_map must be a permutation of range(vocab_size)"
+                )
+            if any(cm[cm[i]] != i for i in range(len(cm))):
+                raise ConfigError(f"{self.arch}: complement_map must be an involution")
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return (self.vocab_size + 7) // 8 * 8
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, **dataclasses.asdict(self)}
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BackboneConfig:
+        d = dict(d)
+        arch = d.pop("arch", cls.arch)
+        target = cls if cls.arch == arch else config_class(arch)
+        known = {f.name for f in fields(target)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"{arch}: unknown config keys {sorted(unknown)}")
+        return target(**d)
+
+    def replace(self, **kw: Any) -> BackboneConfig:
+        return dataclasses.replace(self, **kw)
+
+
+def register_backbone(arch: str):
+    """Class decorator pairing a config class with its backbone module class.
+
+    Usage::
+
+        @register_backbone("mamba")
+        class MambaConfig(BackboneConfig): ...
+        MambaConfig.module = MambaBackbone   # or pass via set_module
+    """
+
+    def deco(cfg_cls: type[BackboneConfig]) -> type[BackboneConfig]:
+        cfg_cls.arch = arch
+        _BACKBONES[arch] = (cfg_cls, None)  # module filled by register_module
+        return cfg_cls
+
+    return deco
+
+
+def register_module(arch: str, module_cls: type) -> None:
+    cfg_cls, _ = _BACKBONES[arch]
+    _BACKBONES[arch] = (cfg_cls, module_cls)
+
+
+def register_size(name: str, arch: str, **overrides: Any) -> None:
+    """Register a named size, e.g. ``register_size("mamba-tiny", "mamba", d_model=128, n_layer=2)``."""
+    _SIZES[name] = (arch, overrides)
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every backbone; done lazily to keep `import bioseq` light.
+    import bioseq.models  # noqa: F401
+
+
+def config_class(arch: str) -> type[BackboneConfig]:
+    _ensure_loaded()
+    if arch not in _BACKBONES:
+        raise ConfigError(f"unknown backbone {arch!r}; known: {sorted(_BACKBONES)}")
+    return _BACKBONES[arch][0]
+
+
+def module_class(arch: str) -> type:
+    _ensure_loaded()
+    if arch not in _BACKBONES or _BACKBONES[arch][1] is None:
+        raise ConfigError(f"unknown backbone {arch!r}; known: {sorted(_BACKBONES)}")
+    return _BACKBONES[arch][1]
+
+
+def list_backbones() -> list[str]:
+    _ensure_loaded()
+    return sorted(_BACKBONES)
+
+
+def list_sizes() -> list[str]:
+    _ensure_loaded()
+    return sorted(_SIZES)
+
+
+def load_config(spec: str | Path | dict[str, Any], **overrides: Any) -> BackboneConfig:
+    """A config from a size name, a JSON file, a checkpoint folder or a dict, with overrides."""
+    _ensure_loaded()
+    if isinstance(spec, dict):
+        d = dict(spec)
+    elif isinstance(spec, str) and spec in _SIZES:
+        arch, kw = _SIZES[spec]
+        d = {"arch": arch, **kw}
+    else:
+        p = Path(spec)
+        if p.is_dir():
+            p = p / "config.json"
+        if not p.exists():
+            raise ConfigError(
+                f"{spec!r} is neither a named size ({', '.join(sorted(_SIZES))}) nor a config file"
+            )
+        d = json.loads(p.read_text())
+        d = d.get("backbone", d)  # a full model config.json nests the backbone config
+    d.update(overrides)
+    if "arch" not in d:
+        raise ConfigError(f"config {spec!r} has no 'arch' key")
+    return config_class(d["arch"]).from_dict(d)

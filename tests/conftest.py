@@ -1,0 +1,45 @@
+"""Test tiers: the default run is fast (minutes on 2 cores); ``-m slow`` adds long tests.
+
+``SHARED`` points at the real data beside the project (``../shared/data``); tests that need it
+skip with a clear reason when it is absent (users' machines), but CI always has it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("BIOSEQ_SHARED", ROOT.parent / "shared" / "data"))
+DATA = ROOT / "data"
+
+
+def pytest_configure(config):
+    import torch
+
+    # Two cores: one intra-op thread per test process keeps timings stable and avoids oversubscription.
+    torch.set_num_threads(int(os.environ.get("BIOSEQ_TEST_THREADS", "2")))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.exists():
+        pytest.skip(f"real data folder {SHARED} not present")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def lambda_fasta() -> Path:
+    return DATA / "genomes" / "lambda_NC_001416.fa.gz"
+
+
+@pytest.fixture(scope="session")
+def ecoli_fasta() -> Path:
+    return DATA / "genomes" / "ecoli_K12_MG1655.fa.gz"
