@@ -43,3 +43,21 @@ def lambda_fasta() -> Path:
 @pytest.fixture(scope="session")
 def ecoli_fasta() -> Path:
     return DATA / "genomes" / "ecoli_K12_MG1655.fa.gz"
+
+
+@pytest.fixture(scope="session")
+def lambda_token_ids(lambda_fasta: Path):
+    """The bundled phage lambda genome as HyenaDNA character-vocabulary ids (A=7 C=8 G=9 T=10,
+    N=11): a 1-D ``torch.long`` tensor of 48,502 ids, for short real-DNA training tests."""
+    import gzip
+
+    import numpy as np
+    import torch
+
+    from bioseq import alphabet
+
+    with gzip.open(lambda_fasta, "rt") as fh:
+        seq = "".join(line.strip() for line in fh if not line.startswith(">"))
+    codes = alphabet.encode(seq) & alphabet.CODE_MASK
+    ids = np.where(codes < 4, codes.astype(np.int64) + 7, 11)  # ACGT -> 7..10, anything else -> N
+    return torch.from_numpy(ids)

@@ -9,6 +9,11 @@ Heads (:mod:`bioseq.models.heads`) wrap any backbone. A backbone subclass must
   ending in its final norm;
 * set ``self.aux_loss`` (a scalar tensor) during ``forward`` if it has an auxiliary training loss
   (H-Net's ratio loss); heads add it to their loss;
+* optionally implement ``forward_hidden(hidden (B, L, d), attention_mask (B, L) bool | None) ->
+  (B, L, d)``: the same computation as ``forward`` minus the token embedding (blocks, then the
+  final norm). ``forward`` is then simply ``forward_hidden(self.embedding(input_ids), mask)``.
+  H-Net builds its encoder / main / decoder networks from any backbone that has it, running them
+  on hidden states and on sequences of chunks (right-padded, masked by ``attention_mask``);
 * optionally implement recurrent decoding for constant-memory generation::
 
       state = backbone.allocate_state(batch_size, device, dtype)
@@ -48,8 +53,23 @@ class Backbone(nn.Module):
     def supports_recurrent_step(self) -> bool:
         return type(self).step is not Backbone.step
 
+    @classmethod
+    def supports_forward_hidden(cls) -> bool:
+        """True if the class implements :meth:`forward_hidden` (usable inside H-Net)."""
+        return cls.forward_hidden is not Backbone.forward_hidden
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def forward_hidden(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Blocks and final norm on hidden states ``(B, L, d) -> (B, L, d)``, no embedding.
+
+        Args:
+            hidden: input hidden states ``(B, L, d_model)``.
+            attention_mask: ``(B, L)`` bool, True at real positions; padded positions must not
+                change the outputs at real ones.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no forward_hidden (cannot run on hidden states)")
 
     def allocate_state(self, batch_size: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no recurrent decoding")

@@ -95,9 +95,11 @@ class TransformerBackbone(Backbone):
         gpt2_init_(self, config.n_layer)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.embedding(input_ids)  # (B, L, D)
-        cfg = self.config
-        cos, sin = rope_cache(input_ids.shape[1], cfg.d_model // cfg.n_head, cfg.rope_base, x.device, x.dtype)
+        return self.forward_hidden(self.embedding(input_ids), attention_mask)  # (B, L, D)
+
+    def forward_hidden(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x, cfg = hidden, self.config  # (B, L, D)
+        cos, sin = rope_cache(x.shape[1], cfg.d_model // cfg.n_head, cfg.rope_base, x.device, x.dtype)
         for blk in self.blocks:
             x = blk(x, cos, sin, attention_mask)
         return self.norm_f(x)
