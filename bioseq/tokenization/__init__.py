@@ -23,6 +23,7 @@ from bioseq.tokenization.base import (
     tokenizer_from_dict,
 )
 from bioseq.tokenization.char import CharTokenizer, dna_char, protein_esm, rna_char
+from bioseq.tokenization.kmer import KmerTokenizer, kmer_tokenizer
 from bioseq.tokenization.multiomic import MultiOmicTokenizer, multiomic
 from bioseq.tokenization.registry import ASSET_DIR, available_tokenizers, get_tokenizer
 
@@ -30,12 +31,14 @@ __all__ = [
     "ASSET_DIR",
     "BatchEncoding",
     "CharTokenizer",
+    "KmerTokenizer",
     "MultiOmicTokenizer",
     "Tokenizer",
     "TokenizerError",
     "available_tokenizers",
     "dna_char",
     "get_tokenizer",
+    "kmer_tokenizer",
     "load_tokenizer",
     "multiomic",
     "protein_esm",

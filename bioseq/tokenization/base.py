@@ -258,7 +258,7 @@ class Tokenizer:
         is always dropped when ``skip_special_tokens``."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         self._check_ids(ids)
-        special = self._is_special[ids]
+        special = self._rendered_special(ids)
         if skip_special_tokens:
             return self._decode_body(ids[~special])
         if not special.any():
@@ -273,6 +273,10 @@ class Tokenizer:
         if start < len(ids):
             out.append(self._decode_body(ids[start:]))
         return "".join(out)
+
+    def _rendered_special(self, ids: np.ndarray) -> np.ndarray:
+        """Which ids ``decode`` renders by name (or drops when skipping specials)."""
+        return self._is_special[ids]
 
     def _check_ids(self, ids: np.ndarray) -> None:
         bad = (ids < 0) | (ids >= self.vocab_size)

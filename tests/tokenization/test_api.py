@@ -19,7 +19,7 @@ from bioseq.tokenization import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE_PRESETS = ["dna-char", "dna-char-iupac", "rna-char", "protein-esm", "multiomic"]
+CODE_PRESETS = ["dna-char", "dna-char-iupac", "rna-char", "protein-esm", "multiomic", "dna-kmer-6", "dna-kmer-6-nonoverlap"]
 
 
 def test_batch_padding_truncation_masks():
