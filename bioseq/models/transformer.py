@@ -32,10 +32,23 @@ class TransformerConfig(BackboneConfig):
             raise ConfigError("transformer: head dim must be even for rotary embeddings")
 
 
-def rope_cache(L: int, head_dim: int, base: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_cache(L: int, head_dim: int, base: float, device, dtype, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     inv = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    ang = torch.outer(torch.arange(L, device=device, dtype=torch.float32), inv)  # (L, hd/2)
+    if positions is not None:  # (B, L) per-token positions -> (B, 1, L, hd/2), broadcast over heads
+        ang = (positions.to(torch.float32)[..., None] * inv)[:, None]
+    else:
+        ang = torch.outer(torch.arange(L, device=device, dtype=torch.float32), inv)  # (L, hd/2)
     return ang.cos().to(dtype), ang.sin().to(dtype)
+
+
+def segment_positions(segment_ids: torch.Tensor) -> torch.Tensor:
+    """Position of each token inside its segment: ``(B, L)`` ids -> ``(B, L)`` 0, 1, .. restarting
+    wherever the id changes (packed sequences get the positions they would have alone)."""
+    idx = torch.arange(segment_ids.shape[1], device=segment_ids.device).expand_as(segment_ids)
+    new = torch.ones_like(segment_ids, dtype=torch.bool)
+    new[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+    start = torch.where(new, idx, torch.zeros_like(idx)).cummax(dim=1).values
+    return idx - start
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -56,7 +69,11 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, L, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
+        if attention_mask is not None and attention_mask.dim() == 4:
+            mask = attention_mask  # (B, 1, L, L) query x key mask, e.g. block-diagonal for packing
+            if self.causal:
+                mask = mask & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+        elif attention_mask is not None and not bool(attention_mask.all()):
             mask = attention_mask[:, None, None, :].bool()  # (B, 1, 1, L): keys that exist
             if self.causal:
                 mask = mask & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
@@ -94,12 +111,24 @@ class TransformerBackbone(Backbone):
         self.norm_f = nn.LayerNorm(config.d_model)
         gpt2_init_(self, config.n_layer)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_hidden(self.embedding(input_ids), attention_mask)  # (B, L, D)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_hidden(self.embedding(input_ids), attention_mask, segment_ids)  # (B, L, D)
 
-    def forward_hidden(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_hidden(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``segment_ids (B, L)``: packed sequences, numbered 1.. (0 = padding). Tokens attend only
+        within their segment and rotary positions restart per segment, so a packed row gives what
+        separate forward passes would."""
         x, cfg = hidden, self.config  # (B, L, D)
-        cos, sin = rope_cache(x.shape[1], cfg.d_model // cfg.n_head, cfg.rope_base, x.device, x.dtype)
+        positions = None
+        if segment_ids is not None:
+            L = x.shape[1]
+            same = segment_ids[:, :, None] == segment_ids[:, None, :]  # (B, L, L) block diagonal
+            # padding (segment 0) attends among itself, so no query row is fully masked (NaN)
+            attention_mask = (same | torch.eye(L, dtype=torch.bool, device=x.device))[:, None]
+            positions = segment_positions(segment_ids)
+        cos, sin = rope_cache(x.shape[1], cfg.d_model // cfg.n_head, cfg.rope_base, x.device, x.dtype, positions)
         for blk in self.blocks:
             x = blk(x, cos, sin, attention_mask)
         return self.norm_f(x)
