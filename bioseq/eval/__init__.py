@@ -1,0 +1,14 @@
+"""Evaluation utilities: bits per base, Markov baselines."""
+
+import math
+
+from bioseq.eval.markov import MarkovModel, acgt_target_mask, best_markov
+
+LN2 = math.log(2.0)
+
+
+def nats_to_bits(x: float) -> float:
+    return x / LN2
+
+
+__all__ = ["LN2", "MarkovModel", "acgt_target_mask", "best_markov", "nats_to_bits"]

@@ -1,0 +1,120 @@
+"""Order-k Markov models of DNA: the baseline every pretrained model must beat on bits per base.
+
+A model of order k predicts base ``x_i`` from the k bases before it with additive (Lidstone)
+smoothing. Counts for every order 0..k are kept so a position with only j < k bases of context
+(the start of a window) is scored by the order-j model: neural models and the baseline are then
+scored on exactly the same positions of the same windows.
+
+Everything works on the uint8 codes of :mod:`bioseq.alphabet` (A0 C1 G2 T3, soft-mask bit
+ignored); positions whose base or context contains an ambiguity code are skipped, both when
+fitting and when scoring, and neural evaluations skip them too (see ``acgt_target_mask``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bioseq.alphabet import CODE_MASK, reverse_complement_codes
+
+
+def _kmer_index(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Base-4 index of the (k+1)-mer ending at each position i >= k, and whether it is all ACGT.
+
+    Returns ``(idx, ok)`` of length ``len(codes) - k``: ``idx = context * 4 + base``.
+    """
+    c = (codes & CODE_MASK).astype(np.int64)
+    n = len(c) - k
+    if n <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    bad = c >= 4
+    idx = np.zeros(n, np.int64)
+    for j in range(k + 1):  # k+1 vectorised passes, not a loop over positions
+        idx = idx * 4 + np.where(bad[j : j + n], 0, c[j : j + n])
+    # a window is valid if no ambiguous base among its k+1 positions
+    cs = np.concatenate([[0], np.cumsum(bad)])
+    ok = (cs[k + 1 : k + 1 + n] - cs[:n]) == 0
+    return idx, ok
+
+
+@dataclass
+class MarkovModel:
+    """Order-``k`` nucleotide Markov chain with Lidstone smoothing ``alpha``."""
+
+    k: int
+    alpha: float = 0.5
+    counts: list[np.ndarray] = field(default_factory=list)  # order j: (4**j, 4)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.k <= 14:
+            raise ValueError(f"Markov order k must be in 0..14, got {self.k}")
+        if not self.counts:
+            self.counts = [np.zeros((4**j, 4), np.float64) for j in range(self.k + 1)]
+
+    def fit(self, sequences, both_strands: bool = True) -> MarkovModel:
+        """Add counts from an iterable of code arrays (both strands by default)."""
+        for codes in sequences:
+            codes = np.asarray(codes, np.uint8)
+            strands = (codes, reverse_complement_codes(codes)) if both_strands else (codes,)
+            for s in strands:
+                for j in range(self.k + 1):
+                    idx, ok = _kmer_index(s, j)
+                    self.counts[j] += np.bincount(idx[ok], minlength=4 ** (j + 1)).reshape(-1, 4)
+        return self
+
+    def log2_probs(self, order: int) -> np.ndarray:
+        c = self.counts[order] + self.alpha
+        return np.log2(c / c.sum(1, keepdims=True))  # (4**order, 4)
+
+    def window_bits(self, windows: np.ndarray) -> tuple[float, int]:
+        """Total bits and number of scored positions over ``windows (N, L)`` of codes.
+
+        Position 0 of each window is not scored (a causal LM has no context for it either);
+        position i >= 1 uses order ``min(k, i)``. Positions with an ambiguous base in the
+        target or the used context are skipped.
+        """
+        windows = np.atleast_2d(np.asarray(windows, np.uint8))
+        total, count = 0.0, 0
+        tables = [self.log2_probs(j) for j in range(self.k + 1)]
+        for w in windows:
+            for i in range(1, min(self.k, len(w) - 1) + 1):  # the short-context head, order i
+                idx, ok = _kmer_index(w[: i + 1], i)
+                if ok[0]:
+                    total -= tables[i].reshape(-1)[idx[0]]
+                    count += 1
+            if len(w) > self.k + 1:
+                idx, ok = _kmer_index(w, self.k)
+                # entry 0 is position k: scored above when k >= 1, unscored position 0 when k == 0
+                idx, ok = idx[1:], ok[1:]
+                total -= tables[self.k].reshape(-1)[idx[ok]].sum()
+                count += int(ok.sum())
+        return float(total), count
+
+    def bits_per_base(self, windows: np.ndarray) -> float:
+        bits, n = self.window_bits(windows)
+        return bits / max(n, 1)
+
+
+def acgt_target_mask(windows: np.ndarray, k_context: int = 0) -> np.ndarray:
+    """(N, L) bool: positions i >= 1 whose base is A/C/G/T (what both models score)."""
+    w = np.asarray(windows) & CODE_MASK
+    m = w < 4
+    m[:, 0] = False
+    return m
+
+
+def best_markov(train_sequences, valid_windows: np.ndarray, orders=range(0, 13), alpha: float = 0.5):
+    """Fit orders ``orders`` on ``train_sequences`` and pick the best on ``valid_windows``.
+
+    Returns ``(best_model, {k: bits_per_base})``. Counts are computed once at the largest order
+    and reused: a model of order k is the prefix of the counts list.
+    """
+    orders = list(orders)
+    big = MarkovModel(max(orders), alpha).fit(list(train_sequences))
+    scores = {}
+    for k in orders:
+        m = MarkovModel(k, alpha, counts=big.counts[: k + 1])
+        scores[k] = m.bits_per_base(valid_windows)
+    kbest = min(scores, key=scores.get)
+    return MarkovModel(kbest, alpha, counts=big.counts[: kbest + 1]), scores
