@@ -34,6 +34,20 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _number(value: Any) -> Any:
+    # YAML 1.1 reads "1e-3" (no dot) as a string; people write learning rates that way.
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return {k: _number(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_number(v) for v in value]
+    return value
+
+
 def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.exists():
         raise RecipeConfigError(f"config file {path} does not exist")
@@ -45,6 +59,7 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise RecipeConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
         raise RecipeConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    data = _number(data)
     parent = data.pop("defaults", None)
     if parent:
         data = _merge(_read(path.parent / parent, seen + (path.resolve(),)), data)
@@ -62,6 +77,7 @@ def apply_override(cfg: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as e:
         raise RecipeConfigError(f"override {override!r}: value is not valid YAML: {e}") from None
+    value = _number(value)
     node = cfg
     for i, p in enumerate(parts[:-1]):
         if p not in node:
