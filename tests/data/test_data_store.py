@@ -1,0 +1,208 @@
+"""Building and reading the Zarr genome store: exact contents, metadata, atomicity, versions."""
+
+import hashlib
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bioseq.alphabet import SOFTMASK, decode, reverse_complement_codes
+from bioseq.data import FORMAT_NAME, GenomeStore, StoreFormatError, build_store
+from bioseq.io import SequenceFormatError, read_fasta
+
+
+def _tree(path):
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(root, f)
+            out[os.path.relpath(p, path)] = hashlib.sha1(open(p, "rb").read()).hexdigest()
+    return out
+
+
+def test_contents_and_metadata(two_genome_store, ecoli_codes, lambda_codes, lambda_fasta, ecoli_fasta):
+    import pysam
+
+    s = GenomeStore.open(two_genome_store)
+    assert [c.name for c in s.contigs] == ["K-12-MG1655", "NC_001416.1"]
+    assert s.genomes == ["ecoli", "lambda"]
+    lam = s.contigs[1]
+    assert (lam.length, lam.genome, lam.source) == (48502, "lambda", "lambda_NC_001416.fa.gz")
+    # M5 agrees with samtools dict (htslib) on the same file
+    assert f"M5:{lam.md5}" in pysam.dict(str(lambda_fasta))
+    assert np.array_equal(s.fetch("K-12-MG1655"), ecoli_codes)
+    assert s.fetch(1, 100, 160, as_str=True) == decode(lambda_codes[100:160])
+    assert np.array_equal(s.fetch(1, 5, 25, strand="-"), reverse_complement_codes(lambda_codes[5:25]))
+    with pytest.raises(IndexError, match="outside contig"):
+        s.fetch(1, 48000, 48600)
+    with pytest.raises(KeyError, match="no contig"):
+        s.fetch("chrZ", 0, 1)
+    root = json.loads((two_genome_store / "zarr.json").read_text())["attributes"]
+    assert root["format"] == FORMAT_NAME and root["format_version"] == 1
+    arr = json.loads((two_genome_store / "seq/1/zarr.json").read_text())
+    assert arr["attributes"]["md5"] == lam.md5 and arr["chunk_grid"]["configuration"]["chunk_shape"] == [48502]
+    assert arr["codecs"][-1]["name"] == "blosc"
+    # the store is smaller than the gzip FASTA it came from
+    size = sum(p.stat().st_size for p in two_genome_store.rglob("*") if p.is_file())
+    assert size < 0.9 * (ecoli_fasta.stat().st_size + lambda_fasta.stat().st_size)
+
+
+def test_softmask_ambiguity_and_runs(tmp_path, masked_fasta):
+    store = build_store([masked_fasta], tmp_path / "m.zarr", chunk_size=4096)
+    s = GenomeStore.open(store)
+    codes = s.fetch("lam_gapped")
+    ref = next(read_fasta(masked_fasta)).codes
+    assert np.array_equal(codes, ref)
+    assert (codes[10000:12000] & SOFTMASK).all() and not (codes[:10000] & SOFTMASK).any()
+    got = s.fetch(0, 11998, 12003, as_str=True)
+    assert got == decode(ref[11998:12003]) and got[:2].islower() and got[2:] == "NNN"
+    assert s.ambiguous_runs("lam_gapped").tolist() == [[12000, 17000], [35000, 35002]]
+    assert s.contigs[0].n_ambiguous == 5002 and s.contigs[1].n_ambiguous == 0
+    # M5 is over the uppercase sequence
+    up = decode(ref).upper().encode()
+    assert s.contigs[0].md5 == hashlib.md5(up).hexdigest()
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_fetch_batch_equals_slices(lambda_small_chunk_store, lambda_codes, data):
+    s, chunk = lambda_small_chunk_store
+    length = data.draw(st.sampled_from([1, 7, chunk - 1, chunk, chunk + 1, 3 * chunk + 5]))
+    n = data.draw(st.integers(0, 40))
+    starts = np.array(data.draw(st.lists(st.integers(0, len(lambda_codes) - length), min_size=n, max_size=n)), dtype=np.int64)
+    strands = np.array(data.draw(st.lists(st.sampled_from("+-"), min_size=n, max_size=n)), dtype="<U1")
+    if data.draw(st.booleans()):
+        s.clear_cache()
+    got = s.fetch_batch(np.zeros(n, np.int64), starts, length, strands)
+    assert got.shape == (n, length)
+    for j in range(n):
+        want = lambda_codes[starts[j] : starts[j] + length]
+        if strands[j] == "-":
+            want = reverse_complement_codes(want)
+        assert np.array_equal(got[j], want)
+
+
+@pytest.fixture(scope="module")
+def lambda_small_chunk_store(tmp_path_factory, lambda_fasta):
+    chunk = 1000  # many chunk boundaries on a small genome
+    path = build_store([lambda_fasta], tmp_path_factory.mktemp("c") / "l.zarr", chunk_size=chunk)
+    return GenomeStore.open(path, cache_bytes=5 * chunk), chunk  # a tiny cache forces evictions
+
+
+def test_fetch_batch_errors(two_genome_store):
+    s = GenomeStore.open(two_genome_store)
+    with pytest.raises(IndexError, match="outside contig 'NC_001416.1'"):
+        s.fetch_batch([0, 1], [0, 48000], 1000)
+    assert s.fetch_batch(["NC_001416.1"], [0], 10).shape == (1, 10)
+
+
+def test_rebuild_is_idempotent_and_sharding_gives_same_data(tmp_path, lambda_fasta, masked_fasta):
+    a = build_store([lambda_fasta, masked_fasta], tmp_path / "a.zarr", chunk_size=8192)
+    first = _tree(a)
+    build_store([lambda_fasta, masked_fasta], tmp_path / "a.zarr", chunk_size=8192)  # over itself
+    assert _tree(a) == first
+    b = build_store([lambda_fasta, masked_fasta], tmp_path / "b.zarr", chunk_size=8192, chunks_per_shard=4)
+    assert len(_tree(b)) < len(first)
+    sa, sb = GenomeStore.open(a), GenomeStore.open(b)
+    for c in sa.contigs:
+        assert np.array_equal(sa.fetch(c.index), sb.fetch(c.index))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr", "b.zarr"]  # no temp dirs left
+
+
+def test_failed_build_leaves_old_store_and_no_temp(tmp_path, lambda_fasta):
+    out = build_store([lambda_fasta], tmp_path / "s.zarr")
+    before = _tree(out)
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">x\nACGT\n>y\nACGZ\n")
+    with pytest.raises(SequenceFormatError, match="'Z'"):
+        build_store([lambda_fasta, bad], out)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fa", "s.zarr"]
+    with pytest.raises(SequenceFormatError):
+        build_store([bad], tmp_path / "new.zarr")
+    assert not (tmp_path / "new.zarr").exists()
+
+
+def test_duplicate_contigs_within_a_genome_fail_across_genomes_ok(tmp_path, lambda_fasta):
+    with pytest.raises(SequenceFormatError, match="duplicate contig name 'NC_001416.1' in genome 'g'"):
+        build_store([lambda_fasta, lambda_fasta], tmp_path / "d.zarr", genome_names=["g", "g"])
+    s = GenomeStore.open(build_store([lambda_fasta, lambda_fasta], tmp_path / "d.zarr", genome_names=["g1", "g2"]))
+    with pytest.raises(KeyError, match="several genomes"):
+        s.fetch("NC_001416.1", 0, 10)
+    assert np.array_equal(s.fetch("NC_001416.1", 0, 10, genome="g2"), s.fetch(0, 0, 10))
+
+
+def test_open_via_fsspec_urls(two_genome_store):
+    import fsspec
+
+    local = GenomeStore.open(two_genome_store)
+    fs = fsspec.filesystem("memory")
+    fs.put(str(two_genome_store), "/t/g.zarr", recursive=True)
+    for url in ("memory://t/g.zarr", two_genome_store.resolve().as_uri()):
+        s = GenomeStore.open(url)
+        assert [c.md5 for c in s.contigs] == [c.md5 for c in local.contigs]
+        starts = np.array([0, 1_048_000, 4_000_000])
+        assert np.array_equal(s.fetch_batch([0, 0, 0], starts, 2000), local.fetch_batch([0, 0, 0], starts, 2000))
+
+
+def test_unknown_or_newer_format_fails_clearly(tmp_path, lambda_fasta):
+    out = build_store([lambda_fasta], tmp_path / "v.zarr")
+    meta = json.loads((out / "zarr.json").read_text())
+    meta["attributes"]["format_version"] = 99
+    (out / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreFormatError, match="version 99 is newer"):
+        GenomeStore.open(out)
+    meta["attributes"]["format"] = "something-else"
+    (out / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreFormatError, match="not a bioseq-genome-store"):
+        GenomeStore.open(out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreFormatError, match="no zarr.json"):
+        GenomeStore.open(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError):
+        GenomeStore.open(tmp_path / "missing.zarr")
+
+
+def test_pickle_carries_no_zarr_state(two_genome_store):
+    s = GenomeStore.open(two_genome_store)
+    s.fetch(1, 0, 100)
+    assert s._group is not None and s._cache
+    t = pickle.loads(pickle.dumps(s))
+    assert t._group is None and not t._cache
+    assert np.array_equal(t.fetch(1, 0, 100), s.fetch(1, 0, 100))
+
+
+def test_cli_build_and_info(tmp_path, lambda_fasta, masked_fasta):
+    from typer.testing import CliRunner
+
+    from bioseq.cli import app
+
+    out = tmp_path / "cli.zarr"
+    r = CliRunner().invoke(app, ["zarr", "build", str(lambda_fasta), str(masked_fasta), "-o", str(out),
+                                 "--genome", "lam", "--genome", "masked", "--shard", "--chunk-size", "65536"])
+    assert r.exit_code == 0, r.output
+    s = GenomeStore.open(out)
+    assert s.genomes == ["lam", "masked"] and s.chunk_size == 65536
+    r = CliRunner().invoke(app, ["zarr", "info", str(out), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["contigs"][2]["name"] == "lam_tail"
+    r = CliRunner().invoke(app, ["zarr", "info", str(out)])
+    assert r.exit_code == 0 and "lam_gapped" in r.output
+    r = CliRunner().invoke(app, ["zarr", "build", str(lambda_fasta), "-o", str(out), "--genome", "a", "--genome", "b"])
+    assert r.exit_code != 0 and "--genome" in r.output
+    r = CliRunner().invoke(app, ["zarr", "info", str(tmp_path)])
+    assert r.exit_code == 1 and "no zarr.json" in r.output
+
+
+def test_xz_klebsiella_genomes(tmp_path, shared):
+    files = sorted((shared / "genomes/klebsiella_pneumoniae").glob("*.xz"))[:2]
+    s = GenomeStore.open(build_store(files, tmp_path / "k.zarr"))
+    assert len(s.genomes) == 2
+    recs = {r.name: r.codes for f in files for r in read_fasta(f)}
+    rng = np.random.default_rng(1)
+    for c in s.contigs:
+        a = int(rng.integers(0, c.length - 100))
+        assert np.array_equal(s.fetch(c.index, a, a + 100), recs[c.name][a : a + 100])
