@@ -22,6 +22,7 @@ from bioseq.tokenization.base import (
     register_tokenizer,
     tokenizer_from_dict,
 )
+from bioseq.tokenization.bpe import BPETokenizer, train_bpe
 from bioseq.tokenization.char import CharTokenizer, dna_char, protein_esm, rna_char
 from bioseq.tokenization.kmer import KmerTokenizer, kmer_tokenizer
 from bioseq.tokenization.multiomic import MultiOmicTokenizer, multiomic
@@ -29,6 +30,7 @@ from bioseq.tokenization.registry import ASSET_DIR, available_tokenizers, get_to
 
 __all__ = [
     "ASSET_DIR",
+    "BPETokenizer",
     "BatchEncoding",
     "CharTokenizer",
     "KmerTokenizer",
@@ -45,4 +47,5 @@ __all__ = [
     "register_tokenizer",
     "rna_char",
     "tokenizer_from_dict",
+    "train_bpe",
 ]
