@@ -7,7 +7,7 @@ One encoder reads nucleotide and peptide tokens tagged with their modality (``<d
   checked against dG = RT ln Kd), ddG pairs derived from ProNAB, per-residue binding labels;
 * :mod:`~bioseq.multiomic.split` -- sequence-identity clustering and grouped K-fold so that no
   protein, or a near-identical one, sits in both train and test;
-* :mod:`~bioseq.multiomic.tokens` -- the joint tagged vocabulary used to encode pairs;
+* :mod:`~bioseq.multiomic.tokens` -- pair encoding with the joint tagged tokenizer;
 * :mod:`~bioseq.multiomic.heads` -- dG pair regression (joint or cross-attention), siamese ddG
   with the consistency loss, per-residue binding-site classification;
 * :mod:`~bioseq.multiomic.attribution` -- integrated gradients over token embeddings;

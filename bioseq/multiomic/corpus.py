@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from bioseq.multiomic.data import DataError
-from bioseq.multiomic.tokens import JointVocab
+from bioseq.multiomic.tokens import encode_single
+from bioseq.tokenization import MultiOmicTokenizer
 
 
 def _open_text(path: Path):
@@ -99,9 +100,9 @@ class ProteinCrops:
 
 
 class MixedCorpus:
-    """Tagged token sequences ``[CLS] <modality> residues..`` mixing DNA windows and proteins."""
+    """Tagged token sequences ``[CLS] <modality> residues.. [SEP]`` mixing DNA windows and proteins."""
 
-    def __init__(self, vocab: JointVocab, dna: DNAWindows, proteins: ProteinCrops, p_protein: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, vocab: MultiOmicTokenizer, dna: DNAWindows, proteins: ProteinCrops, p_protein: float = 0.5, seed: int = 0) -> None:
         if not 0.0 <= p_protein <= 1.0:
             raise ValueError(f"p_protein must be in [0, 1], got {p_protein}")
         self.vocab, self.dna, self.proteins, self.p_protein, self.seed = vocab, dna, proteins, p_protein, seed
@@ -112,7 +113,7 @@ class MixedCorpus:
             mod, s = "protein", self.proteins.sample(rng)
         else:
             mod, s = "dna", self.dna.sample(rng)
-        return np.concatenate([[self.vocab.cls_token_id], self.vocab.encode(s, mod)]).astype(np.int64)
+        return encode_single(self.vocab, s, mod).astype(np.int64)
 
 
 def pack_greedy(seqs: Sequence[np.ndarray], max_len: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from bioseq.multiomic.attribution import integrated_gradients
 from bioseq.multiomic.heads import (
     BindingSiteClassifier, CrossAttentionPairRegressor, PairRegressor, SiameseDDG, ddg_consistency_loss,
 )
-from bioseq.multiomic.tokens import TokenizationError, encode_pair, get_joint_vocab, pad_batch
+from bioseq.multiomic.tokens import TokenizerError, encode_pair, encode_single, get_joint_vocab, pad_batch, protein_token_mask
 
 V = get_joint_vocab()
 
@@ -31,15 +31,15 @@ def _pairs(n=6, seed=0):
 
 def test_vocab_and_pair_layout():
     ids, res = encode_pair(V, "ACDK", "ACGT", "RNA", na2="TT")
-    assert ids[0] == V.cls_token_id and ids[1] == V.tag_id("protein")
-    assert ids[6] == V.sep_token_id and ids[7] == V.tag_id("rna")
+    assert ids[0] == V.cls_token_id and ids[1] == V.tag_ids["protein"]
+    assert ids[6] == V.sep_token_id and ids[7] == V.tag_ids["rna"]
     # protein A/C and nucleotide A/C are different tokens
     assert ids[2] != ids[8] and ids[3] != ids[9]
     assert res.tolist() == [-1, -1, 0, 1, 2, 3] + [-1] * (len(ids) - 6)
-    assert V.is_protein(ids).sum() == 4
-    assert V.encode("acgu", "rna", add_tag=False).tolist() == V.encode("ACGT", "dna", add_tag=False).tolist()
-    with pytest.raises(TokenizationError, match=r"protein sequence has characters \['1'\]"):
-        V.encode("MK1", "protein")
+    assert protein_token_mask(V, ids).sum() == 4
+    assert protein_token_mask(V, torch.from_numpy(ids)).sum() == 4
+    with pytest.raises(TokenizerError, match="invalid protein character '1'"):
+        encode_pair(V, "MK1", "ACGT")
 
 
 def _train(model, step_fn, steps=25, lr=3e-3):
@@ -72,8 +72,8 @@ def test_pair_regressor_shapes_training_and_roundtrip(tmp_path):
 
 def test_cross_attention_regressor():
     prots, nas, *_ = _pairs()
-    p_ids, p_mask = (torch.from_numpy(a) for a in pad_batch([V.encode(p, "protein") for p in prots], V.pad_token_id))
-    n_ids, n_mask = (torch.from_numpy(a) for a in pad_batch([V.encode(n, "dna") for n in nas], V.pad_token_id))
+    p_ids, p_mask = (torch.from_numpy(a) for a in pad_batch([encode_single(V, p, "protein") for p in prots], V.pad_token_id))
+    n_ids, n_mask = (torch.from_numpy(a) for a in pad_batch([encode_single(V, n, "dna") for n in nas], V.pad_token_id))
     y = torch.tensor([-9.0, -11.0, -8.0, -12.5, -10.0, -7.5])
     model = CrossAttentionPairRegressor(_backbone(), n_head=2, hidden=32, dropout=0.0, target_mean=-10.0, target_std=1.5)
     out = model(p_ids, p_mask, n_ids, n_mask, labels=y)
@@ -140,9 +140,9 @@ def test_integrated_gradients_completeness():
     assert attr.sum().item() == pytest.approx(gap, abs=1e-2 * max(1.0, abs(gap)))
     assert abs(delta.item()) < 1e-2 * max(1.0, abs(gap))
     # a [MASK] baseline on residues only gives zero attribution where input == baseline
-    base = torch.where(V.is_protein(x_ids), torch.tensor(V.mask_token_id), x_ids)
+    base = torch.where(protein_token_mask(V, x_ids), torch.tensor(V.mask_token_id), x_ids)
     attr2, _ = integrated_gradients(fn, model.backbone.embedding, x_ids, x_mask, baseline_ids=base, steps=16)
-    assert torch.all(attr2[~V.is_protein(x_ids)[0]] == 0)
+    assert torch.all(attr2[~protein_token_mask(V, x_ids)[0]] == 0)
 
 
 def test_integrated_gradients_exact_on_linear_model():

@@ -8,7 +8,7 @@ from bioseq.models import build_backbone
 from bioseq.models.transformer import segment_positions
 from bioseq.multiomic.corpus import DNAWindows, MixedCorpus, ProteinCrops, pack_greedy, read_fasta
 from bioseq.multiomic.data import DataError
-from bioseq.multiomic.tokens import get_joint_vocab
+from bioseq.multiomic.tokens import get_joint_vocab, protein_token_mask
 
 V = get_joint_vocab()
 
@@ -67,10 +67,11 @@ def test_mixed_corpus_is_deterministic_and_tagged(tmp_path, lambda_fasta):
     items = [a[i] for i in range(40)]
     assert all(np.array_equal(x, b[i]) for i, x in enumerate(items))
     tags = [int(x[1]) for x in items]
-    assert set(tags) == {V.tag_id("dna"), V.tag_id("protein")}
+    assert set(tags) == {V.tag_ids["dna"], V.tag_ids["protein"]}
     for x in items:
-        body = x[2:]
-        if x[1] == V.tag_id("dna"):
-            assert len(x) == 66 and not V.is_protein(body).any()
+        body = x[2:-1]
+        assert x[0] == V.cls_token_id and x[-1] == V.sep_token_id
+        if x[1] == V.tag_ids["dna"]:
+            assert len(x) == 67 and not protein_token_mask(V, body).any()
         else:
-            assert len(x) <= 102 and V.is_protein(body).all()
+            assert len(x) <= 103 and protein_token_mask(V, body).all()
