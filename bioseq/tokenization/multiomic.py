@@ -1,20 +1,23 @@
 """One vocabulary for DNA, RNA and protein, with modality tags.
 
-DNA ``A`` and alanine ``A`` are different tokens (``dna:A`` and ``protein:A``), and each segment
-starts with its modality tag, so a model reading ``<protein> M K ... <dna> A C G T`` always knows
-what a letter means. Default layout (ids)::
+DNA ``A`` and alanine ``A`` are different tokens (``A`` and ``pA``), and each segment starts with
+its modality tag, so a model reading ``<protein> M K ... <dna> A C G T`` always knows what a letter
+means. Default layout (ids), identical to :mod:`bioseq.multiomic.tokens`::
 
     0-6    [CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK]    (HyenaDNA's specials)
-    7-9    <dna> <rna> <protein>
-    10-14  dna:A C G T N
-    15-19  rna:A C G U N
-    20-46  protein:L A G V S E R T D I P K Q N F Y M H W C X B U Z O . -   (ESM-2 order)
+    7-11   A C G T N                                        (nucleotides: DNA ids = dna-char ids)
+    12-14  <dna> <rna> <protein>
+    15-39  pA pC pD pE pF pG pH pI pK pL pM pN pP pQ pR pS pT pV pW pY pX pB pZ pU pO
+
+DNA and RNA share the nucleotide tokens (the tag tells them apart): RNA's ``U`` is token ``T``
+and decodes back to ``U`` inside an RNA segment. DNA segment ids equal ``dna-char`` ids, so genome
+store windows go through the same lookup table.
 
 ``encode_segments([("protein", "MKV"), ("dna", "ACGT")])`` gives
 ``[CLS] <protein> M K V [SEP] <dna> A C G T [SEP]`` and segment ids ``0 0 0 0 0 0 1 1 1 1 1 1``
 (``[CLS]`` belongs to segment 0). Each modality reads its letters through its own
 :class:`~bioseq.tokenization.char.CharTokenizer` (same ambiguity/U->T/lowercase rules), then a
-lookup table maps those ids into the joint vocabulary.
+``token_map`` lookup table sends those ids into the joint vocabulary.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ from bioseq.tokenization.base import (
 from bioseq.tokenization.char import (
     HYENA_ROLES,
     HYENA_SPECIALS,
+    STANDARD_AMINO_ACIDS,
     CharTokenizer,
     dna_char,
-    protein_esm,
     rna_char,
 )
 
+JOINT_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWYXBZUO"
 Segment = tuple[str, Any]
 
 
@@ -56,32 +60,49 @@ class MultiOmicTokenizer(Tokenizer):
 
     type_name = "multiomic"
 
-    def __init__(self, modalities: dict[str, CharTokenizer], name: str = "multiomic", default_modality: str = "dna") -> None:
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        modalities: dict[str, CharTokenizer],
+        token_maps: dict[str, dict[str, str]],
+        name: str = "multiomic",
+        default_modality: str = "dna",
+    ) -> None:
         if default_modality not in modalities:
             raise ValueError(f"default modality {default_modality!r} is not one of {list(modalities)}")
+        if set(token_maps) != set(modalities):
+            raise ValueError("token_maps must have one entry per modality")
         self.modalities = dict(modalities)
+        self.token_maps = {m: dict(tm) for m, tm in token_maps.items()}
         self.default_modality = default_modality
-        tags = [f"<{m}>" for m in self.modalities]
-        letters = {m: [t for t in sub.vocab if len(t) == 1] for m, sub in self.modalities.items()}
-        vocab = HYENA_SPECIALS + tags + [f"{m}:{c}" for m in self.modalities for c in letters[m]]
-        regular = [f"{m}:{sub.vocab[i]}" for m, sub in self.modalities.items() for i in sub.regular_token_ids]
-        super().__init__(vocab, HYENA_ROLES, {"prefix": ["cls"], "suffix": []}, regular, name)
+        regular = []
+        for m, sub in self.modalities.items():
+            regular += [self.token_maps[m][sub.vocab[i]] for i in sub.regular_token_ids if sub.vocab[i] in self.token_maps[m]]
+        super().__init__(vocab, HYENA_ROLES, {"prefix": ["cls"], "suffix": []}, list(dict.fromkeys(regular)), name)
         self.tag_ids = {m: self.token_to_id[f"<{m}>"] for m in self.modalities}
         self._is_special[list(self.tag_ids.values())] = True
         self._tag_to_modality = {v: k for k, v in self.tag_ids.items()}
-        # per modality: sub-tokenizer id -> joint id (sub [UNK] -> joint [UNK])
+        # per modality: sub-tokenizer id -> joint id (sub [UNK] -> joint [UNK]) and joint id -> letter
         self._remap: dict[str, np.ndarray] = {}
+        self._mod_dec: dict[str, np.ndarray] = {}
+        self._dec = np.full(self.vocab_size, ord("?"), dtype=np.uint8)
         for m, sub in self.modalities.items():
             remap = np.full(sub.vocab_size, -1, dtype=np.int64)
-            for c in letters[m]:
-                remap[sub.token_to_id[c]] = self.token_to_id[f"{m}:{c}"]
+            dec = np.full(self.vocab_size, ord("?"), dtype=np.uint8)
+            for letter, joint in self.token_maps[m].items():
+                if letter not in sub.token_to_id or joint not in self.token_to_id:
+                    raise ValueError(f"modality {m}: token map entry {letter!r} -> {joint!r} is not in the vocabularies")
+                remap[sub.token_to_id[letter]] = self.token_to_id[joint]
+                dec[self.token_to_id[joint]] = ord(letter)
+            unmapped = [t for t in sub.vocab if len(t) == 1 and t not in self.token_maps[m]]
+            if unmapped:
+                raise ValueError(f"modality {m}: letters {unmapped} have no joint token")
             if sub.unk_token_id is not None:
                 remap[sub.unk_token_id] = self.unk_token_id
-            self._remap[m] = remap
-        self._dec = np.full(self.vocab_size, ord("?"), dtype=np.uint8)
-        for i, t in enumerate(self.vocab):
-            if ":" in t and not self._is_special[i]:
-                self._dec[i] = ord(t.split(":", 1)[1])
+            self._remap[m], self._mod_dec[m] = remap, dec
+            # the generic decode table: first modality to claim a token names it
+            free = (self._dec == ord("?")) & (dec != ord("?"))
+            self._dec[free] = dec[free]
 
     # ------------------------------------------------------------------ per-modality pieces
     def _sub(self, modality: str) -> CharTokenizer:
@@ -102,8 +123,9 @@ class MultiOmicTokenizer(Tokenizer):
     def modality_token_ids(self, modality: str) -> np.ndarray:
         """Regular (random-replacement) ids of one modality, e.g. to corrupt DNA only with DNA."""
         self._sub(modality)  # validates the name
-        prefix = f"{modality}:"
-        return np.array([i for i in self._regular if self.vocab[i].startswith(prefix)], dtype=np.int64)
+        sub = self.modalities[modality]
+        joint = [self.token_to_id[self.token_maps[modality][sub.vocab[i]]] for i in sub.regular_token_ids]
+        return np.array(joint, dtype=np.int64)
 
     def _encode_body(self, seq: Any) -> np.ndarray:
         return self.encode_body(seq, self.default_modality)
@@ -189,7 +211,8 @@ class MultiOmicTokenizer(Tokenizer):
         out = []
         for a, b in zip(tag_pos, tag_pos[1:] + [len(ids)], strict=True):
             body = ids[a + 1 : b]
-            out.append((self._tag_to_modality[int(ids[a])], self._decode_body(body[~self._is_special[body]])))
+            m = self._tag_to_modality[int(ids[a])]
+            out.append((m, self._mod_dec[m][body[~self._is_special[body]]].tobytes().decode("ascii")))
         return out
 
     # ------------------------------------------------------------------ persistence
@@ -198,17 +221,14 @@ class MultiOmicTokenizer(Tokenizer):
         for m, sub in self.modalities.items():
             d = sub.to_dict()
             subs[m] = {k: d[k] for k in d if k not in ("format", "version")}
-        return {"default_modality": self.default_modality, "modalities": subs}
+        return {"default_modality": self.default_modality, "modalities": subs, "token_maps": self.token_maps}
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> MultiOmicTokenizer:
         from bioseq.tokenization.base import FORMAT, FORMAT_VERSION
 
         subs = {m: tokenizer_from_dict({"format": FORMAT, "version": FORMAT_VERSION, **d}, source=f"modality {m}") for m, d in cfg["modalities"].items()}
-        tok = cls(subs, cfg.get("name", "multiomic"), cfg.get("default_modality", "dna"))
-        if cfg.get("vocab") is not None and cfg["vocab"] != tok.vocab:
-            raise TokenizerError("multiomic tokenizer file: stored vocab does not match the one its modalities define")
-        return tok
+        return cls(cfg["vocab"], subs, cfg["token_maps"], cfg.get("name", "multiomic"), cfg.get("default_modality", "dna"))
 
 
 def _longest_first(lengths: np.ndarray, budget: int) -> np.ndarray:
@@ -232,10 +252,13 @@ def _longest_first(lengths: np.ndarray, budget: int) -> np.ndarray:
 
 def multiomic(ambiguity: str = "n", *, lowercase: str = "fold", unknown: str = "error") -> MultiOmicTokenizer:
     """The default joint DNA/RNA/protein tokenizer (layout in the module docstring)."""
+    vocab = HYENA_SPECIALS + list("ACGTN") + ["<dna>", "<rna>", "<protein>"] + [f"p{a}" for a in JOINT_AMINO_ACIDS]
+    protein = CharTokenizer(
+        HYENA_SPECIALS + list(JOINT_AMINO_ACIDS), HYENA_ROLES, regular_tokens=list(STANDARD_AMINO_ACIDS), name="protein",
+        molecule="protein", lowercase=lowercase, unknown=unknown,
+    )
     return MultiOmicTokenizer(
-        {
-            "dna": dna_char(ambiguity, lowercase=lowercase, unknown=unknown),
-            "rna": rna_char(ambiguity, lowercase=lowercase, unknown=unknown),
-            "protein": protein_esm(lowercase=lowercase, unknown=unknown),
-        }
+        vocab,
+        {"dna": dna_char(ambiguity, lowercase=lowercase, unknown=unknown), "rna": rna_char(ambiguity, lowercase=lowercase, unknown=unknown), "protein": protein},
+        {"dna": {c: c for c in "ACGTN"}, "rna": {"A": "A", "C": "C", "G": "G", "U": "T", "N": "N"}, "protein": {a: f"p{a}" for a in JOINT_AMINO_ACIDS}},
     )

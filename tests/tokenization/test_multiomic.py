@@ -17,24 +17,43 @@ def tok():
 
 
 def test_layout(tok):
-    assert tok.vocab[:10] == ["[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]", "<dna>", "<rna>", "<protein>"]
-    assert tok.vocab_size == 47 and tok.pad_token_id == 4 and tok.mask_token_id == 3
-    # DNA A and alanine differ
-    dna_a = tok.encode("A", modality="dna", add_special_tokens=False)
-    ala = tok.encode("A", modality="protein", add_special_tokens=False)
-    assert dna_a.tolist() == [7, 10] and ala.tolist() == [9, 21]
-    assert tok.vocab[10] == "dna:A" and tok.vocab[21] == "protein:A"
-    assert tok.encode("U", modality="rna", add_special_tokens=False).tolist() == [8, 18]
-    # tags are special (never masked), regular ids exclude N / X / gaps
-    assert tok.special_tokens_mask([7, 8, 9, 10]).tolist() == [True, True, True, False]
-    assert "dna:N" not in [tok.vocab[i] for i in tok.regular_token_ids]
-    assert [tok.vocab[i] for i in tok.modality_token_ids("dna")] == ["dna:A", "dna:C", "dna:G", "dna:T"]
+    assert tok.vocab[:15] == ["[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]", "A", "C", "G", "T", "N", "<dna>", "<rna>", "<protein>"]
+    assert tok.vocab_size == 40 and tok.pad_token_id == 4 and tok.mask_token_id == 3
+    # DNA A and alanine differ; RNA shares the nucleotide tokens (U is T) under its own tag
+    assert tok.encode("A", modality="dna", add_special_tokens=False).tolist() == [12, 7]
+    assert tok.encode("A", modality="protein", add_special_tokens=False).tolist() == [14, 15]
+    assert tok.encode("U", modality="rna", add_special_tokens=False).tolist() == [13, 10]
+    assert tok.vocab[15] == "pA" and tok.vocab[39] == "pO"
+    # tags are special (never masked), regular ids exclude N / X / B / Z / U / O
+    assert tok.special_tokens_mask([12, 13, 14, 7, 15]).tolist() == [True, True, True, False, False]
+    assert sorted(tok.regular_token_ids.tolist()) == [7, 8, 9, 10, *range(15, 35)]
+    assert tok.modality_token_ids("dna").tolist() == [7, 8, 9, 10]
+    assert tok.modality_token_ids("rna").tolist() == [7, 8, 9, 10]
+    # DNA segments use dna-char ids
+    dna = "ACGTNRacgt"
+    assert np.array_equal(tok.encode_body(dna, "dna"), get_tokenizer("dna-char").encode(dna, add_special_tokens=False))
+
+
+def test_same_ids_as_multiomic_joint_vocab(tok, uniprot, lambda_genome):
+    """bioseq.multiomic's JointVocab / encode_pair use the same layout: this tokenizer can stand in."""
+    tokens = pytest.importorskip("bioseq.multiomic.tokens")
+    jv = tokens.get_joint_vocab()
+    assert tok.vocab_size == jv.vocab_size
+    for k in range(50):
+        prot, na = uniprot[k][:400], lambda_genome[k * 100 : k * 100 + 60]
+        for na_type in ("DNA", "RNA"):
+            mod = tokens.na_modality(na_type)
+            na_seq = na.replace("T", "U") if mod == "rna" else na
+            ref, _ = tokens.encode_pair(jv, prot, na_seq, na_type)
+            ids, _ = tok.encode_segments([("protein", prot), (mod, na_seq)])
+            assert np.array_equal(ids, ref)
+            assert tok.decode_segments(ids) == [("protein", prot), (mod, na_seq)]
 
 
 def test_segments_and_batch(tok, uniprot, lambda_genome):
     prot, dna = uniprot[0], lambda_genome[:300]
     ids, seg = tok.encode_segments([("protein", prot), ("dna", dna)])
-    assert ids[0] == tok.cls_token_id and ids[1] == 9 and ids[len(prot) + 3] == 7
+    assert ids[0] == tok.cls_token_id and ids[1] == 14 and ids[len(prot) + 3] == 12
     assert (seg[: len(prot) + 3] == 0).all() and (seg[len(prot) + 3 :] == 1).all()
     assert tok.decode_segments(ids) == [("protein", prot), ("dna", dna)]
     enc = tok.encode_batch([[("protein", prot), ("dna", dna)], [("dna", dna[:10])]], pad_to_multiple_of=16)
@@ -59,7 +78,7 @@ def test_segment_round_trip(segs):
 
 
 def test_codes_and_errors(tok):
-    assert tok.encode_codes(alphabet.encode("ACGTn")).tolist() == [10, 11, 12, 13, 14]
+    assert tok.encode_codes(alphabet.encode("ACGTn")).tolist() == [7, 8, 9, 10, 11]
     with pytest.raises(TokenizerError, match=r"segment 1 \(dna\): invalid dna character 'L' at position 2"):
         tok.encode_segments([("protein", "MKL"), ("dna", "ACL")])
     with pytest.raises(TokenizerError, match="unknown modality 'smiles'"):
