@@ -232,6 +232,11 @@ class Tokenizer:
         body = self._encode_body(seq)
         return self._finish(body, add_special_tokens, max_length, truncation)
 
+    def apply_template(self, body: np.ndarray, *, max_length: int | None = None, truncation: bool = False) -> np.ndarray:
+        """Add the template's special tokens to already-encoded ids (e.g. from ``encode_codes``),
+        truncating the body first when asked."""
+        return self._finish(np.asarray(body, dtype=np.int64), True, max_length, truncation)
+
     def _finish(self, body: np.ndarray, add_special_tokens: bool, max_length: int | None, truncation: bool) -> np.ndarray:
         n_special = len(self._prefix) + len(self._suffix) if add_special_tokens else 0
         if truncation:
