@@ -1,0 +1,351 @@
+"""Pretrain a bioseq backbone on genomes stored as a chunked Zarr store, with HF Accelerate.
+
+    # one CPU / one GPU
+    accelerate launch recipes/pretrain.py --config recipes/configs/hyena/tiny_clm.yaml
+    # many GPUs or nodes: pick an Accelerate config from recipes/accelerate/
+    accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/pretrain.py --config ...
+    # override anything from the command line; continue an interrupted run exactly
+    python recipes/pretrain.py --config recipes/configs/mamba/tiny_clm.yaml train.lr=1e-3 --resume
+
+The script is flat on purpose: setup, train loop, eval, checkpoint, read top to bottom.
+
+Guarantees worth knowing before you change it:
+- Data order is a pure function of (seed, epoch, index) (``bioseq.data``), and every other random
+  choice in a step (MLM masking) is seeded from (seed, step, micro-step, rank). So ``--resume``
+  replays exactly the batches an uninterrupted run would have seen, and the losses match step
+  for step.
+- Ranks read disjoint windows: the DistributedWindowSampler shards indices; the DataLoader is
+  therefore NOT passed through ``accelerator.prepare`` (it would shard a second time).
+- Tokens per optimizer step are constant: sequence-length warmup (HyenaDNA) cuts each full window
+  into shorter pieces (double L, halve the batch), and the loss is a per-token mean over the whole
+  accumulation window and all ranks, not a mean of per-micro-batch means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from bioseq.data import DistributedWindowSampler, GenomeWindowDataset, build_store
+from bioseq.eval import LN2, best_markov
+from bioseq.models import CausalLM, MaskedLM, build_backbone, load_config, mask_tokens
+from bioseq.models.heads import IGNORE_INDEX
+from bioseq.tokenization import get_tokenizer
+from bioseq.utils.recipe_config import load_recipe_config
+
+log = logging.getLogger("bioseq.pretrain")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers (small enough to read here; everything substantial lives in the library)
+# ----------------------------------------------------------------------------------------------
+def seq_len_at(step: int, window: int, warmup: dict | None) -> int:
+    """HyenaDNA sequence-length warmup: start at ``start_len`` and double every
+    ``steps_per_stage`` steps until the full window. Lengths are powers of two times start_len."""
+    if not warmup or not warmup.get("start_len"):
+        return window
+    L = int(warmup["start_len"]) * 2 ** (step // int(warmup["steps_per_stage"]))
+    return min(L, window)
+
+
+def lr_at(step: int, cfg: dict) -> float:
+    """Linear warmup then cosine decay to ``min_lr_ratio * lr``."""
+    lr, warm, total = float(cfg["lr"]), int(cfg["warmup_steps"]), int(cfg["max_steps"])
+    if step < warm:
+        return lr * (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    floor = float(cfg.get("min_lr_ratio", 0.1))
+    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(hash((seed, step, micro, rank)) & 0x7FFF_FFFF_FFFF)
+
+
+class CSVLogger:
+    """Append-only metrics file (``metrics.csv``); one row per event, stable columns."""
+
+    COLUMNS = ["step", "split", "loss", "bits_per_base", "perplexity", "lr", "seq_len", "tokens", "tokens_per_s", "elapsed_s"]
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled and not path.exists():
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(self.COLUMNS)
+
+    def log(self, **row) -> None:
+        if self.enabled:
+            with open(self.path, "a", newline="") as f:
+                csv.writer(f).writerow([row.get(c, "") for c in self.COLUMNS])
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    done = [p for p in ckpt_dir.glob("step_*") if (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    # ------------------------------------------------------------------------------------------
+    # setup
+    # ------------------------------------------------------------------------------------------
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="YAML recipe config")
+    ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-3")
+    args = ap.parse_args(argv)
+    cfg = load_recipe_config(args.config, args.overrides)
+    tcfg, dcfg, ecfg = cfg["train"], cfg["data"], cfg["eval"]
+
+    use_cuda = torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=tcfg.get("mixed_precision", "no") if use_cuda else "no", cpu=not use_cuda)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+                        format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    if not use_cuda:
+        torch.set_num_threads(int(tcfg.get("cpu_threads", 0)) or max(1, (os.cpu_count() or 1) // world))
+    seed = int(cfg.get("seed", 0))
+    set_seed(seed)  # model init is identical on every rank
+
+    out = Path(cfg["output_dir"])
+    ckpt_dir = out / "checkpoints"
+    if accelerator.is_main_process:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (out / "recipe_config.json").write_text(json.dumps(cfg, indent=2))
+
+    # Genome store: build it from FASTA once (idempotent; main process only), or use a given one.
+    store = dcfg.get("store") or str(out / "genomes.zarr")
+    if accelerator.is_main_process and not Path(store).exists():
+        log.info("building genome store %s from %d FASTA files", store, len(dcfg["fasta"]))
+        build_store(dcfg["fasta"], store)
+    accelerator.wait_for_everyone()
+
+    tok = get_tokenizer(dcfg.get("tokenizer", "dna-char"))
+    objective = cfg["objective"]
+    if objective not in ("clm", "mlm"):
+        raise SystemExit(f"{args.config}: objective must be 'clm' or 'mlm', got {objective!r}")
+    mcfg = cfg["model"]
+    backbone_cfg = load_config(
+        mcfg["size"], vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id,
+        bidirectional=objective == "mlm", **(mcfg.get("overrides") or {}),
+    )
+    if getattr(backbone_cfg, "rc_equivariant", False) and backbone_cfg.complement_map is None:
+        backbone_cfg = backbone_cfg.replace(complement_map=list(tok.complement_map))
+    model = (CausalLM if objective == "clm" else MaskedLM)(build_backbone(backbone_cfg))
+    log.info("model %s (%s): %.2fM parameters", mcfg["size"], backbone_cfg.arch, model.backbone.num_parameters() / 1e6)
+
+    window, micro_bs, accum = int(dcfg["window"]), int(tcfg["batch_size"]), int(tcfg.get("grad_accum", 1))
+    max_steps = int(tcfg["max_steps"])
+    per_rank_per_step = micro_bs * accum
+    split_kw = dict(holdout_genomes=dcfg.get("holdout_genomes") or [], holdout_contigs=dcfg.get("holdout_contigs") or [])
+    train_ds = GenomeWindowDataset(store, window, seed=seed, split="train", rc=bool(dcfg.get("rc_augment", True)),
+                                   samples_per_epoch=max_steps * per_rank_per_step * world, **split_kw)
+    eval_ds = GenomeWindowDataset(store, int(ecfg.get("window", window)), seed=seed + 1, split="valid", rc=False,
+                                  samples_per_epoch=int(ecfg["n_windows"]), **split_kw)
+
+    # AdamW: no weight decay on norms, biases and embeddings (the usual GPT recipe).
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embedding" in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": float(tcfg.get("weight_decay", 0.1))}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=float(tcfg["lr"]), betas=tuple(tcfg.get("betas", (0.9, 0.95))),
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, tcfg) / float(tcfg["lr"]))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    raw_model = accelerator.unwrap_model(model)
+
+    start_step = 0
+    if args.resume and (last := latest_checkpoint(ckpt_dir)) is not None:
+        accelerator.load_state(str(last))
+        start_step = json.loads((last / "trainer_state.json").read_text())["step"]
+        log.info("resumed from %s at step %d", last, start_step)
+    elif args.resume:
+        log.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
+
+    sampler = DistributedWindowSampler(train_ds, num_replicas=world, rank=rank)
+    sampler.set_epoch(0, start=start_step * per_rank_per_step)  # skip exactly what was consumed
+    workers = int(dcfg.get("num_workers", 0))
+    # zarr 3 keeps an event-loop thread: workers are spawned, never forked from a process that has
+    # touched the store (the dataset reopens it lazily inside each worker).
+    loader = DataLoader(train_ds, batch_size=micro_bs, sampler=sampler, num_workers=workers, drop_last=True,
+                        multiprocessing_context="spawn" if workers else None, persistent_workers=workers > 0)
+    batches = iter(loader)
+    nuc_ids = torch.as_tensor(tok.encode_codes(np.arange(4, dtype=np.uint8)))  # ids of A, C, G, T
+
+    metrics = CSVLogger(out / "metrics.csv", accelerator.is_main_process)
+
+    # ------------------------------------------------------------------------------------------
+    # evaluation: bits per base on held-out windows (same positions the Markov baseline scores)
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate() -> tuple[float, float]:
+        model.eval()
+        bits = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+        count = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+        idx = list(range(rank, len(eval_ds), world))
+        bs = int(ecfg.get("batch_size", micro_bs))
+        for i in range(0, len(idx), bs):
+            batch = eval_ds.get_batch(idx[i : i + bs])
+            ids = torch.as_tensor(tok.encode_codes(batch["seq"].numpy())).to(accelerator.device)
+            target_ok = torch.isin(ids, nuc_ids.to(ids.device))
+            if objective == "clm":
+                logits = model(ids).logits.float()
+                nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+                ok = target_ok[:, 1:]
+            else:  # masked-token bits with a fixed, seeded 15% mask
+                g = step_generator(seed, -1, i, rank)
+                masked, labels = mask_tokens(ids.cpu(), tok.mask_token_id, target_ok.cpu(), nuc_ids, 0.15, g)
+                logits = model(masked.to(ids.device)).logits.float()
+                nll = F.cross_entropy(logits.transpose(1, 2), labels.to(ids.device), reduction="none", ignore_index=IGNORE_INDEX)
+                ok = labels.to(ids.device) != IGNORE_INDEX
+            bits += (nll * ok).sum().double() / LN2
+            count += ok.sum()
+        bits, count = accelerator.reduce(bits, "sum"), accelerator.reduce(count, "sum")
+        model.train()
+        bpb = (bits / count.clamp_min(1)).item()
+        return bpb, 2 ** bpb
+
+    if accelerator.is_main_process and ecfg.get("markov_baseline") and start_step == 0:
+        # Reference in the same run: the best order-k Markov chain fitted on the training windows'
+        # genomes, scored on the same held-out windows.
+        train_seqs = [train_ds.store.fetch(int(i)) for i in train_ds.sampler.contig_ids]
+        ev = eval_ds.get_batch(list(range(len(eval_ds))))["seq"].numpy()
+        mk, scores = best_markov(train_seqs, ev, orders=range(0, int(ecfg.get("markov_max_order", 10)) + 1))
+        log.info("Markov baseline on held-out windows: best k=%d, %.4f bits/base", mk.k, scores[mk.k])
+        metrics.log(step=0, split=f"markov_k{mk.k}", bits_per_base=f"{scores[mk.k]:.5f}")
+
+    # Save state on SIGTERM (SLURM pre-emption) as well as at normal exit.
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
+
+    def save_checkpoint(step: int) -> None:
+        path = ckpt_dir / f"step_{step}"
+        accelerator.save_state(str(path))
+        if accelerator.is_main_process:
+            # trainer_state.json is written last: a checkpoint without it is incomplete and ignored.
+            (path / "trainer_state.json").write_text(json.dumps({"step": step, "config": args.config}))
+            keep = int(cfg["checkpoint"].get("keep_last", 2))
+            for old in sorted(ckpt_dir.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+            log.info("saved checkpoint step=%d to %s", step, path)
+        accelerator.wait_for_everyone()
+
+    # ------------------------------------------------------------------------------------------
+    # train loop
+    # ------------------------------------------------------------------------------------------
+    ckpt_every, eval_every, log_every = int(cfg["checkpoint"]["every"]), int(ecfg["every"]), int(tcfg.get("log_every", 10))
+    time_limit = float(tcfg.get("time_limit_s") or 0)
+    # debug.dump_rank_state: each rank writes the windows it read and a hash of its weights
+    # (the multi-process test checks disjoint data and identical replicas with it).
+    dump_state, seen = bool((cfg.get("debug") or {}).get("dump_rank_state")), []
+    t0, tokens_seen = time.time(), 0
+    bar = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps, disable=not accelerator.is_main_process,
+               desc=f"{mcfg['size']} {objective}", unit="step", dynamic_ncols=True)
+    model.train()
+    step = start_step
+    for step in bar:
+        L = seq_len_at(step, window, tcfg.get("seq_warmup"))
+        micro = []
+        for _ in range(accum):
+            batch = next(batches)
+            if dump_state:
+                seen.extend(zip(batch["contig"].tolist(), batch["start"].tolist(), batch["minus"].tolist(), strict=True))
+            codes = batch["seq"].numpy()  # (B, window) uint8
+            ids = torch.as_tensor(tok.encode_codes(codes)).reshape(-1, L)  # (B * window / L, L)
+            micro.append(ids)
+        # Count the targets of the whole accumulation window on every rank so the loss is a true
+        # per-token mean (a mean of micro-batch means over-weights short or N-rich batches).
+        prepared = []
+        for m, ids in enumerate(micro):
+            ok = torch.isin(ids, nuc_ids)
+            if objective == "clm":
+                inputs, labels = ids, ids.masked_fill(~ok, IGNORE_INDEX)
+                n_targets = (labels[:, 1:] != IGNORE_INDEX).sum()
+            else:
+                inputs, labels = mask_tokens(ids, tok.mask_token_id, ok, nuc_ids, float(cfg.get("mlm_probability", 0.15)),
+                                             step_generator(seed, step, m, rank))
+                n_targets = (labels != IGNORE_INDEX).sum()
+            prepared.append((inputs, labels, n_targets))
+        total = accelerator.reduce(torch.stack([p[2] for p in prepared]).sum().to(accelerator.device).double(), "sum")
+        step_loss = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+        for m, (inputs, labels, _) in enumerate(prepared):
+            inputs, labels = inputs.to(accelerator.device), labels.to(accelerator.device)
+            sync = m == accum - 1
+            with accelerator.no_sync(model) if not sync else contextlib.nullcontext():
+                with accelerator.autocast():
+                    out_ = model(inputs)
+                logits = out_.logits.float()
+                if objective == "clm":
+                    logits, labels = logits[:, :-1], labels[:, 1:]
+                loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                           ignore_index=IGNORE_INDEX, reduction="sum")
+                # DDP averages gradients over ranks, hence the * world.
+                loss = loss_sum * world / total.clamp_min(1).float()
+                if raw_model.backbone.aux_loss is not None:  # e.g. H-Net's ratio loss
+                    loss = loss + raw_model.backbone.aux_loss / accum
+                accelerator.backward(loss)
+            step_loss += loss_sum.detach().double()
+        if tcfg.get("grad_clip"):
+            accelerator.clip_grad_norm_(model.parameters(), float(tcfg["grad_clip"]))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        mean_loss = (accelerator.reduce(step_loss, "sum") / total.clamp_min(1)).item()
+        tokens_seen += micro_bs * accum * window * world
+        elapsed = time.time() - t0
+        tps = tokens_seen / max(elapsed, 1e-9)
+        done = step + 1
+        bar.set_postfix(loss=f"{mean_loss:.4f}", bpb=f"{mean_loss / LN2:.3f}", L=L, tok_s=f"{tps:,.0f}")
+        if done % log_every == 0 or done == max_steps or done == start_step + 1:
+            metrics.log(step=done, split="train", loss=f"{mean_loss:.6f}", bits_per_base=f"{mean_loss / LN2:.5f}",
+                        perplexity=f"{math.exp(mean_loss):.4f}", lr=f"{scheduler.get_last_lr()[0]:.3e}", seq_len=L,
+                        tokens=tokens_seen, tokens_per_s=f"{tps:.1f}", elapsed_s=f"{elapsed:.1f}")
+        if eval_every and (done % eval_every == 0 or done == max_steps):
+            bpb, ppl = evaluate()
+            log.info("step %d: held-out %.4f bits/base (perplexity %.3f)", done, bpb, ppl)
+            metrics.log(step=done, split="valid", bits_per_base=f"{bpb:.5f}", perplexity=f"{ppl:.4f}", elapsed_s=f"{elapsed:.1f}")
+        timed_out = time_limit and elapsed > time_limit
+        if done % ckpt_every == 0 or done == max_steps or stop["now"] or timed_out:
+            save_checkpoint(done)
+        if stop["now"] or timed_out:
+            log.info("stopping at step %d (%s)", done, "SIGTERM" if stop["now"] else f"time limit {time_limit:.0f}s")
+            break
+
+    # ------------------------------------------------------------------------------------------
+    # export: config.json + model.safetensors that bioseq.models.load_pretrained reads
+    # ------------------------------------------------------------------------------------------
+    accelerator.wait_for_everyone()
+    if dump_state:
+        h = hashlib.sha256()
+        for _, p in sorted(raw_model.state_dict().items()):
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        (out / f"rank_{rank}.json").write_text(json.dumps({"windows": seen, "param_sha256": h.hexdigest()}))
+    if accelerator.is_main_process:
+        final = out / "final"
+        raw_model.save_pretrained(final)
+        tok.save(final / "tokenizer.json")
+        log.info("exported %s (step %d)", final, step + 1)
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
