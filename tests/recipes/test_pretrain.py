@@ -93,7 +93,8 @@ def test_resume_after_kill_is_exact(store, tmp_path):
 def test_two_processes_disjoint_windows_identical_weights(store, tmp_path):
     cfg = ROOT / "recipes/configs/transformer/sanity_clm.yaml"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    # --multi_gpu with no GPU runs the processes on CPU with the gloo backend
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "recipes/pretrain.py", "--config", str(cfg),
            f"output_dir={tmp_path}", f"data.store={store}", "eval.markov_baseline=false", "+debug.dump_rank_state=true"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
