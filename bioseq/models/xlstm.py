@@ -382,13 +382,6 @@ register_size("dna-xlstm-small", "xlstm", d_model=256, n_layer=6, bidirectional=
 
 # -- protein in-context learning and fill-in-the-middle --------------------------------------------
 
-#: ESM-2 protein vocabulary (the layout of bioseq's protein tokenizer); FIM sentinels follow it.
-ESM2_TOKENS = (
-    "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "D", "I", "P", "K",
-    "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>",
-)
-
-
 @dataclass
 class HomologFIMConfig:
     """Token ids and rates for :func:`homolog_fim_example`.
@@ -442,7 +435,9 @@ def _fim_segment(seq: list[int], cfg: HomologFIMConfig, rng: np.random.Generator
 
 def _as_ids(seq: str | Sequence[int], i: int) -> list[int]:
     if isinstance(seq, str):
-        table = {t: k for k, t in enumerate(ESM2_TOKENS) if len(t) == 1}
+        from bioseq.tokenization.char import ESM_VOCAB
+
+        table = {t: k for k, t in enumerate(ESM_VOCAB) if len(t) == 1}
         bad = sorted({c for c in seq.upper() if c not in table})
         if bad:
             raise ValueError(f"homolog_fim_example: sequence {i} has characters outside the protein alphabet: {bad}")
@@ -462,8 +457,8 @@ def homolog_fim_example(
     so a causal model learns to infill a span given its flanks and the homologs before it.
 
     Args:
-        sequences: homologs as amino-acid strings (ESM-2 layout ids) or as lists of token ids; the
-            last one is the query.
+        sequences: homologs as amino-acid strings (encoded with the ESM-2 vocabulary of
+            :func:`bioseq.tokenization.protein_esm`) or as lists of token ids; the last one is the query.
         config: token ids, FIM rates and length cap.
         rng: numpy Generator or seed, for reproducible examples.
 
@@ -523,5 +518,5 @@ register_size("prot-xlstm-tiny", "xlstm", d_model=128, n_layer=2, **PROT)
 register_size("prot-xlstm-small", "xlstm", d_model=256, n_layer=8, **PROT)
 
 __all__ = [
-    "ESM2_TOKENS", "HomologFIMConfig", "XLSTMBackbone", "XLSTMConfig", "homolog_fim_example", "undo_fim",
+    "HomologFIMConfig", "XLSTMBackbone", "XLSTMConfig", "homolog_fim_example", "undo_fim",
 ]

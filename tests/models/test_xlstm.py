@@ -9,8 +9,9 @@ import torch
 
 from bioseq.models import CausalLM, ConfigError, MaskedLM, build_backbone, load_config, load_pretrained, mask_tokens
 from bioseq.models.xlstm import (
-    ESM2_TOKENS, HomologFIMConfig, _ChunkwiseMLSTM, _slstm_scan_cell_class, homolog_fim_example, undo_fim,
+    HomologFIMConfig, _ChunkwiseMLSTM, _slstm_scan_cell_class, homolog_fim_example, undo_fim,
 )
+from bioseq.tokenization import protein_esm
 
 DNA_COMP = torch.tensor([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11])
 
@@ -159,8 +160,8 @@ def _lambda_batches(ids, L, B, n, seed=0):
 def test_causal_lm_trains_on_lambda_and_roundtrips(lambda_token_ids, tmp_path):
     torch.manual_seed(0)
     model = CausalLM(build_backbone("xlstm-tiny", vocab_size=12))
-    opt = torch.optim.AdamW(model.parameters(), lr=4e-3)
-    batches = _lambda_batches(lambda_token_ids, 128, 8, 12)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    batches = _lambda_batches(lambda_token_ids, 64, 4, 10)
     losses = []
     for x in batches:
         loss = model(x, labels=x).loss
@@ -178,17 +179,17 @@ def test_causal_lm_trains_on_lambda_and_roundtrips(lambda_token_ids, tmp_path):
 def test_rc_equivariant_masked_lm_trains_on_lambda_and_roundtrips(lambda_token_ids, tmp_path):
     torch.manual_seed(0)
     model = MaskedLM(build_backbone("dna-xlstm-tiny"))
-    opt = torch.optim.AdamW(model.parameters(), lr=4e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(1)
     losses = []
-    for x in _lambda_batches(lambda_token_ids, 128, 8, 12):
+    for x in _lambda_batches(lambda_token_ids, 64, 4, 10):
         inp, labels = mask_tokens(x, 3, torch.ones_like(x, dtype=torch.bool), torch.arange(7, 11), 0.15, g)
         loss = model(inp, labels=labels).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert np.mean(losses[-3:]) < losses[0] - 0.3, losses
+    assert np.mean(losses[-3:]) < losses[0] - 0.3, losses  # from ~ln(12) to ~ln(4)
     model.eval().save_pretrained(tmp_path)
     again = load_pretrained(tmp_path).eval()
     x = lambda_token_ids[:100][None]
@@ -206,8 +207,8 @@ def test_homolog_fim_example_layout_and_inverse():
     homologs = ["MKVLAAG", "MKVIAG", "MRVLSAGW"]
     ex = homolog_fim_example(homologs, cfg, rng=0)
     ids, labels = ex["input_ids"].tolist(), ex["labels"].tolist()
-    aa = {t: i for i, t in enumerate(ESM2_TOKENS)}
-    enc = lambda s: [aa[c] for c in s]  # noqa: E731
+    tok = protein_esm()
+    enc = lambda s: tok.encode(s, add_special_tokens=False).tolist()  # noqa: E731
     ctx = [0, *enc("MKVLAAG"), 2, 0, *enc("MKVIAG"), 2]
     assert ids[: len(ctx)] == ctx
     query = ids[len(ctx) :]
@@ -253,18 +254,18 @@ def _globins(path, n):
     return seqs[:n]
 
 
-def test_prot_xlstm_learns_homolog_fim_examples(shared):
+def test_prot_xlstm_trains_on_homolog_fim_examples(shared):
     globins = _globins(shared / "proteins" / "emboss_globins" / "globins630.fa", 24)
-    cfg = HomologFIMConfig(fim_rate=0.5, max_length=512)
+    cfg = HomologFIMConfig(fim_rate=0.5, max_length=320)
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     model = CausalLM(build_backbone("prot-xlstm-tiny"))
-    opt = torch.optim.AdamW(model.parameters(), lr=4e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(10):
+    for _ in range(8):
         batch = []
-        for _ in range(4):
-            pick = rng.choice(len(globins), 4, replace=False)
+        for _ in range(2):  # two rows of three real globins each, the last one FIM-transformed half the time
+            pick = rng.choice(len(globins), 3, replace=False)
             batch.append(homolog_fim_example([globins[j] for j in pick], cfg, rng)["input_ids"])
         L = max(len(b) for b in batch)
         x = torch.stack([torch.nn.functional.pad(b, (0, L - len(b)), value=1) for b in batch])
