@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,8 +198,8 @@ def test_cli_build_and_info(tmp_path, lambda_fasta, masked_fasta):
     assert r.exit_code == 1 and "no zarr.json" in r.output
 
 
-def test_xz_klebsiella_genomes(tmp_path, shared):
-    files = sorted((shared / "genomes/klebsiella_pneumoniae").glob("*.xz"))[:2]
+def test_xz_klebsiella_genomes(tmp_path, shared, lambda_fasta):
+    files = [*sorted((shared / "genomes/klebsiella_pneumoniae").glob("*.xz"))[:1], lambda_fasta]
     s = GenomeStore.open(build_store(files, tmp_path / "k.zarr"))
     assert len(s.genomes) == 2
     recs = {r.name: r.codes for f in files for r in read_fasta(f)}
@@ -206,3 +207,45 @@ def test_xz_klebsiella_genomes(tmp_path, shared):
     for c in s.contigs:
         a = int(rng.integers(0, c.length - 100))
         assert np.array_equal(s.fetch(c.index, a, a + 100), recs[c.name][a : a + 100])
+
+
+@pytest.mark.parametrize("compression,shard", [("blosc-zstd", None), ("zstd", None), ("blosc-zstd", 3)])
+def test_fast_decode_path_equals_zarr(tmp_path, masked_fasta, compression, shard):
+    import zarr
+
+    # chunk 1000: the 5 kb N gap leaves chunks unwritten (fill value); contigs end mid-chunk
+    out = build_store([masked_fasta], tmp_path / "p.zarr", chunk_size=1000, chunks_per_shard=shard,
+                      compression=compression)
+    s = GenomeStore.open(out)
+    assert (s._array(0)[1] is None) == (shard is not None)  # sharded stores decode through zarr
+    assert not (out / "seq/0/c/13").exists() or shard  # an all-N chunk is never written
+    for c in s.contigs:
+        want = zarr.open_array(out / c.array, mode="r")[:]
+        starts = np.arange(0, c.length - 1500, 700)
+        got = s.fetch_batch(np.full(len(starts), c.index), starts, 1500)
+        assert all(np.array_equal(got[j], want[a : a + 1500]) for j, a in enumerate(starts))
+        assert np.array_equal(s.fetch(c.index), want)
+
+
+def test_killed_build_leaves_no_complete_looking_store(tmp_path, shared):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    files = [str(p) for p in sorted((shared / "genomes/klebsiella_pneumoniae").glob("*.xz"))]
+    out = tmp_path / "k.zarr"
+    code = f"from bioseq.data import build_store; build_store({files!r}, {str(out)!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".k.zarr.tmp-*/seq/1")) and time.time() < deadline:  # mid-build
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    with pytest.raises(FileNotFoundError):
+        GenomeStore.open(out)
+    assert list(tmp_path.glob(".k.zarr.tmp-*"))  # the killed build's temporary is there...
+    build_store(files[:1], out)  # ...and the next build removes it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.zarr"]
