@@ -20,6 +20,7 @@ Single process, single thread for numpy; pyfaidx reads a plain FASTA that is in 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import tempfile
@@ -135,7 +136,8 @@ def main() -> None:
         lines = [
             f"genome: {args.fasta.name}, contig {contig.name} ({contig.length:,} bp); "
             f"{platform.processor() or platform.machine()}, python {platform.python_version()}, "
-            f"zarr {zarr.__version__}, pyfaidx {pyfaidx.__version__}",
+            f"zarr {zarr.__version__}, pyfaidx {pyfaidx.__version__}, {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f} at start",
             f"store build: {build_s:.2f} s; chunk {store.chunk_size:,} bp, blosc-zstd bitshuffle",
             "",
             "| on disk | bytes | vs gzip FASTA | bits/base |",

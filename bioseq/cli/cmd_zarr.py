@@ -72,5 +72,7 @@ def info(
     for c in gs.contigs:
         table.add_row(c.genome, c.name, f"{c.length:,}", f"{c.n_ambiguous:,}", c.md5, c.source)
     console = Console()
+    if not console.is_terminal:  # piped: do not squeeze names and MD5s into 80 columns
+        console = Console(width=200)
     console.print(table)
     console.print(f"{len(gs.genomes)} genomes, {len(gs.contigs)} contigs, {int(gs.lengths.sum()):,} bp")

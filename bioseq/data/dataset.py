@@ -29,6 +29,9 @@ How the guarantees hold:
 - **Batched reads**: ``DataLoader`` calls ``__getitems__`` with a whole batch of indices, which
   samples all windows at once and reads them with one :meth:`GenomeStore.fetch_batch`.
 
+For evaluation, build a ``split="valid"`` dataset and always read it at one fixed epoch (e.g.
+``DistributedWindowSampler(valid_ds, epoch=0)``) so the same held-out windows are scored each time.
+
 Do not let another layer re-shard the loader (e.g. pass the model, not this DataLoader, through
 ``accelerator.prepare``, or prepare it with ``use_seedable_sampler=False`` and one process per
 rank): the sampler already gives each rank its own indices.

@@ -120,6 +120,7 @@ class BlockReader:
         has been yielded, so the error carries the record and line the parser had reached.
         """
         buf = bytearray()
+        last_nl = -1  # index in buf of its last newline; the search only ever scans new data
         while True:
             failure = None
             try:
@@ -132,20 +133,23 @@ class BlockReader:
             except _STREAM_ERRORS as e:
                 piece, failure = b"", e
                 problem = f"corrupt compressed data ({e})"
-            buf += piece
-            if piece and len(buf) < self.block_bytes:
-                continue
-            if piece or failure is not None:
-                cut = buf.rfind(b"\n") + 1
-                if cut:
-                    yield bytes(buf[:cut])
-                    del buf[:cut]
-                if failure is not None:
-                    raise self.error(problem) from failure
-                continue
-            if buf:
-                yield bytes(buf)
-            return
+            if piece:
+                nl = piece.rfind(b"\n")
+                if nl >= 0:
+                    last_nl = len(buf) + nl
+                buf += piece
+                if len(buf) < self.block_bytes:
+                    continue
+            if last_nl >= 0 and (piece or failure is not None):
+                yield bytes(memoryview(buf)[: last_nl + 1])
+                del buf[: last_nl + 1]
+                last_nl = -1
+            if failure is not None:
+                raise self.error(problem) from failure
+            if not piece:  # clean end of file
+                if buf:
+                    yield bytes(buf)
+                return
 
     def lines(self) -> Iterator[bytes]:
         """Yield lines without their line ending; :attr:`line` is the number of the line yielded."""

@@ -20,6 +20,9 @@ from bioseq.io.compression import detect_compression, open_binary
 from bioseq.io.errors import SequenceFormatError
 
 
+_CAT = {"gzip": "zcat", "xz": "xzcat", "bz2": "bzcat"}
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bioseq" / "faidx"
 
@@ -71,7 +74,7 @@ class IndexedFasta:
             raise SequenceFormatError(
                 self.path,
                 f"random access needs a plain or bgzip (BGZF) FASTA, but this file is {kind}. "
-                f"Recompress it once, e.g. `{'zcat' if kind == 'gzip' else kind + 'cat'} {self.path} "
+                f"Recompress it once, e.g. `{_CAT[kind]} {self.path} "
                 f"| bgzip -c > {self.path.name.rsplit('.', 1)[0]}.gz` (bgzip comes with htslib/"
                 "samtools), or in Python: bioseq.io.to_bgzip(path)",
             )
