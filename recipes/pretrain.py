@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from bioseq.data import DistributedWindowSampler, GenomeWindowDataset, build_store
 from bioseq.eval import LN2, best_markov
+from bioseq.eval.lm import causal_bits, masked_bits
 from bioseq.models import CausalLM, MaskedLM, build_backbone, load_config, mask_tokens
 from bioseq.models.heads import IGNORE_INDEX
 from bioseq.tokenization import get_tokenizer
@@ -205,19 +206,12 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(0, len(idx), bs):
             batch = eval_ds.get_batch(idx[i : i + bs])
             ids = torch.as_tensor(tok.encode_codes(batch["seq"].numpy())).to(accelerator.device)
-            target_ok = torch.isin(ids, nuc_ids.to(ids.device))
             if objective == "clm":
-                logits = model(ids).logits.float()
-                nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
-                ok = target_ok[:, 1:]
+                b, n = causal_bits(model, ids, nuc_ids)
             else:  # masked-token bits with a fixed, seeded 15% mask
-                g = step_generator(seed, -1, i, rank)
-                masked, labels = mask_tokens(ids.cpu(), tok.mask_token_id, target_ok.cpu(), nuc_ids, 0.15, g)
-                logits = model(masked.to(ids.device)).logits.float()
-                nll = F.cross_entropy(logits.transpose(1, 2), labels.to(ids.device), reduction="none", ignore_index=IGNORE_INDEX)
-                ok = labels.to(ids.device) != IGNORE_INDEX
-            bits += (nll * ok).sum().double() / LN2
-            count += ok.sum()
+                b, n = masked_bits(model, ids, nuc_ids, tok.mask_token_id, step_generator(seed, -1, i, rank))
+            bits += b
+            count += n
         bits, count = accelerator.reduce(bits, "sum"), accelerator.reduce(count, "sum")
         model.train()
         bpb = (bits / count.clamp_min(1)).item()
