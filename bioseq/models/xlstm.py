@@ -193,7 +193,12 @@ def _slstm_scan_cell_class():
             R_t = R.transpose(1, 2).reshape(1, NH, DH, G * DH)
             states = [state]
             for wx in input.unbind(0):  # wx (B, 4H)
-                ry = (state[0].reshape(B, NH, 1, DH) @ R_t).reshape(B, NH, G, DH).transpose(1, 2).reshape(B, -1)
+                # y_{t-1} R per head as a broadcast product + sum rather than a (1 x DH) @ (DH x 4DH)
+                # matmul: tiny BLAS calls enter the thread pool every step, which costs
+                # milliseconds per call when the cores are shared; elementwise ops of this size
+                # run inline.
+                ry = (state[0].reshape(B, NH, DH, 1) * R_t).sum(2)  # (B, NH, 4*DH)
+                ry = ry.reshape(B, NH, G, DH).transpose(1, 2).reshape(B, -1)  # gate-major (B, 4H)
                 state, _ = self.pointwise(wx, ry, b, state, constants=self.config.constants)
                 states.append(state)
             return torch.stack(states, dim=1)
@@ -201,8 +206,12 @@ def _slstm_scan_cell_class():
     return _sLSTMCellScan
 
 
-def _build_stack(cfg: XLSTMConfig) -> nn.Module:
-    """The package's ``xLSTMBlockStack`` at width ``cfg.block_width``, with linear-cost kernels."""
+def _build_stack(cfg: XLSTMConfig, linear_kernels: bool = True, context_length: int = 1) -> nn.Module:
+    """The package's ``xLSTMBlockStack`` at width ``cfg.block_width``, with linear-cost kernels.
+
+    ``linear_kernels=False`` keeps the package's stock CPU kernels (parallel mLSTM for sequences
+    up to ``context_length``, in-place vanilla sLSTM loop): the reference in benchmarks.
+    """
     from xlstm import (
         FeedForwardConfig, mLSTMBlockConfig, mLSTMLayerConfig, sLSTMBlockConfig, sLSTMLayerConfig,
         xLSTMBlockStack, xLSTMBlockStackConfig,
@@ -227,8 +236,10 @@ def _build_stack(cfg: XLSTMConfig) -> nn.Module:
         mlstm_block=mlstm, slstm_block=slstm, num_blocks=cfg.n_layer, embedding_dim=cfg.block_width,
         slstm_at=list(cfg.slstm_at), dropout=cfg.dropout,
         # Only sizes the mLSTM cell's (L, L) mask buffer for the parallel kernel, which we replace.
-        context_length=1,
+        context_length=context_length,
     ))
+    if not linear_kernels:
+        return stack
     scan_cls = _slstm_scan_cell_class() if cfg.slstm_backend == "vanilla" else None
     for block in stack.blocks:
         layer = block.xlstm

@@ -16,6 +16,16 @@ from bioseq.tokenization import protein_esm
 DNA_COMP = torch.tensor([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # These models are tiny and the sLSTM runs one small step at a time: a second intra-op thread
+    # gains nothing, and on a busy machine its spin-waiting makes every step many times slower.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def rc_ids(x):
     return DNA_COMP[x].flip(1)
 
