@@ -574,7 +574,17 @@ class GenomeStore:
                 out[j, len(head):] = chunks[(i, a + 1)][: length - len(head)]
         if strands is not None:
             strands = np.asarray(strands)
-            minus = strands == "-" if strands.dtype.kind in "UO" else strands.astype(bool)
+            if strands.dtype.kind in "UO":
+                bad = ~np.isin(strands, ["+", "-"])
+                if bad.any():
+                    raise ValueError(f"strands must be '+' or '-', got {strands[bad][0]!r}")
+                minus = strands == "-"
+            elif strands.dtype.kind == "b":
+                minus = strands
+            else:  # 0/1 or +1/-1 would be ambiguous
+                raise TypeError(f"strands must be '+'/'-' strings or booleans (True = minus), not {strands.dtype}")
+            if minus.shape != (n,):
+                raise ValueError(f"fetch_batch: {minus.size} strands for {n} windows")
             if minus.any():
                 out[minus] = COMPLEMENT_LUT[out[minus][:, ::-1]]
         return out

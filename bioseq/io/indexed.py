@@ -19,7 +19,6 @@ from bioseq.io.atomic import atomic_file
 from bioseq.io.compression import detect_compression, open_binary
 from bioseq.io.errors import SequenceFormatError
 
-
 _CAT = {"gzip": "zcat", "xz": "xzcat", "bz2": "bzcat"}
 
 

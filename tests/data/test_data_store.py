@@ -99,6 +99,11 @@ def test_fetch_batch_errors(two_genome_store):
     with pytest.raises(IndexError, match="outside contig 'NC_001416.1'"):
         s.fetch_batch([0, 1], [0, 48000], 1000)
     assert s.fetch_batch(["NC_001416.1"], [0], 10).shape == (1, 10)
+    with pytest.raises(TypeError, match="booleans"):
+        s.fetch_batch([1, 1], [0, 5], 10, np.array([1, -1]))
+    with pytest.raises(ValueError, match="'x'"):
+        s.fetch_batch([1, 1], [0, 5], 10, ["+", "x"])
+    assert np.array_equal(s.fetch_batch([1], [3], 10, [True])[0], s.fetch(1, 3, 13, strand="-"))
 
 
 def test_rebuild_is_idempotent_and_sharding_gives_same_data(tmp_path, lambda_fasta, masked_fasta):
