@@ -171,3 +171,18 @@ def list_() -> None:
     from bioseq.tokenization import available_tokenizers
 
     typer.echo("\n".join(available_tokenizers()))
+
+
+@app.command()
+def export(
+    name: str = typer.Argument(..., help="Tokenizer name or definition file."),
+    out: Path = typer.Option(..., "-o", "--out", help="Where to write the definition (tokenizer.json format)."),
+) -> None:
+    """Write a tokenizer's definition file (how tokenizers/*.json are regenerated)."""
+    from bioseq.tokenization import TokenizerError, get_tokenizer
+
+    try:
+        path = get_tokenizer(name).save(out)
+    except (TokenizerError, FileNotFoundError, KeyError) as e:
+        raise _fail(e) from None
+    typer.echo(f"wrote {path}")

@@ -71,6 +71,17 @@ def first_bad(raw: np.ndarray, bad: np.ndarray, what: str) -> TokenizerError:
     return TokenizerError(f"{what} {chr(int(raw[pos]))!r} at position {pos}")
 
 
+def per_row(fn, seqs: Sequence[Any]) -> list[Any]:
+    """``[fn(s) for s in seqs]``, a :class:`TokenizerError` naming the failing sequence's index."""
+    out = []
+    for i, seq in enumerate(seqs):
+        try:
+            out.append(fn(seq))
+        except TokenizerError as e:
+            raise TokenizerError(f"sequence {i}: {e}") from None
+    return out
+
+
 @dataclass
 class BatchEncoding:
     """A padded batch. ``input_ids`` ``(B, L)`` int64, ``attention_mask`` ``(B, L)`` bool (True =
@@ -328,8 +339,16 @@ class Tokenizer:
             max_length, truncation: as in :meth:`encode`.
             return_tensors: None for numpy, ``"pt"`` for torch tensors.
         """
-        rows = [self.encode(s, add_special_tokens=add_special_tokens, max_length=max_length, truncation=truncation) for s in seqs]
-        return self.pad(rows, padding=padding, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors)
+        flat, lengths = self._encode_bodies(seqs)
+        return self._assemble(flat, lengths, add_special_tokens=add_special_tokens, padding=padding, max_length=max_length,
+                              truncation=truncation, pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors)
+
+    def _encode_bodies(self, seqs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """All bodies concatenated ``(sum L_i,)`` and their lengths ``(B,)``; subclasses with a
+        lookup table do this in one pass over the joined input."""
+        bodies = per_row(self._encode_body, seqs)
+        lengths = np.array([len(b) for b in bodies], dtype=np.int64)
+        return (np.concatenate(bodies) if bodies else np.zeros(0, dtype=np.int64)), lengths
 
     def pad(
         self,
@@ -341,9 +360,48 @@ class Tokenizer:
         return_tensors: str | None = None,
         segment_rows: Sequence[np.ndarray] | None = None,
     ) -> BatchEncoding:
-        """Pad already-encoded rows to one ``(B, L)`` batch (see :meth:`encode_batch`)."""
+        """Pad already-encoded rows (specials included) to one ``(B, L)`` batch."""
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        longest = int(lengths.max()) if len(rows) else 0
+        flat = np.concatenate(rows).astype(np.int64) if len(rows) else np.zeros(0, dtype=np.int64)
+        segs = None
+        if segment_rows is not None:
+            segs = np.concatenate(segment_rows).astype(np.int64) if len(rows) else np.zeros(0, dtype=np.int64)
+        return self._assemble(flat, lengths, add_special_tokens=False, padding=padding, max_length=max_length,
+                              pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors, flat_segments=segs)
+
+    def _assemble(
+        self,
+        flat: np.ndarray,
+        lengths: np.ndarray,
+        *,
+        add_special_tokens: bool,
+        padding: bool | str = "longest",
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_tensors: str | None = None,
+        flat_segments: np.ndarray | None = None,
+    ) -> BatchEncoding:
+        """Concatenated bodies + lengths -> padded batch, with truncation and template specials,
+        all by array scatter (no per-row Python)."""
+        B = len(lengths)
+        n_pre = len(self._prefix) if add_special_tokens else 0
+        n_suf = len(self._suffix) if add_special_tokens else 0
+        keep = lengths
+        if truncation:
+            if max_length is None:
+                raise ValueError("truncation=True needs max_length")
+            if max_length < n_pre + n_suf:
+                raise ValueError(f"max_length={max_length} leaves no room for the {n_pre + n_suf} special tokens")
+            keep = np.minimum(lengths, max_length - n_pre - n_suf)
+            if (keep < lengths).any():
+                # position of every flat id inside its row; keep the first keep[r] of row r
+                starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+                inside = np.arange(len(flat)) - starts < np.repeat(keep, lengths)
+                flat = flat[inside]
+                flat_segments = flat_segments[inside] if flat_segments is not None else None
+        total = keep + n_pre + n_suf  # (B,) row lengths with specials
+        longest = int(total.max()) if B else 0
         if padding in (True, "longest"):
             width = longest
         elif padding == "max_length":
@@ -353,31 +411,32 @@ class Tokenizer:
                 raise TokenizerError(f"a row has {longest} tokens > max_length={max_length}; pass truncation=True")
             width = max_length
         elif padding in (False, None, "do_not_pad"):
-            if len(set(lengths.tolist())) > 1:
-                raise TokenizerError(f"rows have different lengths {sorted(set(lengths.tolist()))[:5]} and padding=False")
+            if len(set(total.tolist())) > 1:
+                raise TokenizerError(f"rows have different lengths {sorted(set(total.tolist()))[:5]} and padding=False")
             width = longest
         else:
             raise ValueError(f"unknown padding {padding!r}; use 'longest', 'max_length' or False")
         if pad_to_multiple_of:
             width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
-        if (lengths < width).any() and self.pad_token_id is None:
+        if (total < width).any() and self.pad_token_id is None:
             raise TokenizerError(f"tokenizer {self.name!r} has no pad token; cannot pad")
         pad_id = self.pad_token_id if self.pad_token_id is not None else 0
-        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-        # (B, L) True where a real token sits; padding side decides which end
-        col = np.arange(width)[None, :]
-        if self.padding_side == "left":
-            mask = col >= (width - lengths)[:, None]
-        else:
-            mask = col < lengths[:, None]
-        if len(rows):
-            ids[mask] = np.concatenate(rows)
+        ids = np.full((B, width), pad_id, dtype=np.int64)
+        col = np.arange(width)[None, :]  # (1, L)
+        first = (width - total)[:, None] if self.padding_side == "left" else np.zeros((B, 1), dtype=np.int64)  # (B, 1)
+        mask = (col >= first) & (col < first + total[:, None])  # (B, L) real tokens
+        body = (col >= first + n_pre) & (col < first + n_pre + keep[:, None])
+        ids[body] = flat  # row-major scatter keeps every row's order
+        rows = np.arange(B)
+        for j, t in enumerate(self._prefix[:n_pre]):
+            ids[rows, first[:, 0] + j] = t
+        for j, t in enumerate(self._suffix[:n_suf]):
+            ids[rows, first[:, 0] + n_pre + keep + j] = t
         segs = None
-        if segment_rows is not None:
-            segs = np.zeros((len(rows), width), dtype=np.int64)
-            if len(rows):
-                segs[mask] = np.concatenate(segment_rows)
-        special = self._is_special[ids] | ~mask
+        if flat_segments is not None:
+            segs = np.zeros((B, width), dtype=np.int64)
+            segs[body] = flat_segments
+        special = np.take(self._is_special, ids) | ~mask  # take: faster than fancy indexing
         out = BatchEncoding(ids, mask, special, segs)
         if return_tensors == "pt":
             import torch

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from bioseq import alphabet
-from bioseq.tokenization.base import Tokenizer, TokenizerError, as_bytes, register_tokenizer
+from bioseq.tokenization.base import (
+    Tokenizer,
+    TokenizerError,
+    as_bytes,
+    per_row,
+    register_tokenizer,
+)
 from bioseq.tokenization.char import HYENA_ROLES, HYENA_SPECIALS, dna_char
 
 _ACGTN = np.frombuffer(b"ACGTN", dtype=np.uint8)
@@ -77,13 +83,12 @@ class BPETokenizer(Tokenizer):
         """Genome-store ``uint8`` codes (1-D) -> ids, no specials."""
         return self._encode_body(alphabet.decode(np.asarray(codes, dtype=np.uint8), keep_case=False))
 
-    def encode_batch(self, seqs, *, add_special_tokens: bool = True, padding: bool | str = "longest",
-                     max_length: int | None = None, truncation: bool = False, pad_to_multiple_of: int | None = None,
-                     return_tensors: str | None = None):
-        """As :meth:`Tokenizer.encode_batch`, with HF's multi-threaded ``encode_batch`` doing BPE."""
-        encs = self.hf.encode_batch([self.normalize(s) for s in seqs], add_special_tokens=False)
-        rows = [self._finish(np.asarray(e.ids, dtype=np.int64), add_special_tokens, max_length, truncation) for e in encs]
-        return self.pad(rows, padding=padding, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors)
+    def _encode_bodies(self, seqs) -> tuple[np.ndarray, np.ndarray]:
+        # HF's multi-threaded encode_batch does the BPE; bioseq pads and adds specials
+        encs = self.hf.encode_batch(per_row(self.normalize, seqs), add_special_tokens=False)
+        lengths = np.array([len(e.ids) for e in encs], dtype=np.int64)
+        flat = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
+        return flat, lengths
 
     def _decode_body(self, ids: np.ndarray) -> str:
         take = np.arange(self._tok_bytes.shape[1])[None, :] < self._tok_len[ids][:, None]

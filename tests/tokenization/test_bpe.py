@@ -64,3 +64,19 @@ def test_shipped_bpe(lambda_genome):
     ids = tok.encode(lambda_genome, add_special_tokens=False)
     assert tok.decode(ids) == lambda_genome
     assert len(lambda_genome) / len(ids) > 4  # E. coli-trained merges still compress a phage
+
+
+@pytest.mark.slow
+def test_shipped_bpe_is_reproducible(tmp_path, ecoli_fasta):
+    """The shipped dna-bpe-4096 is exactly what `bioseq tokenize train-bpe` makes from the bundled E. coli."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bioseq.cli import app
+    from bioseq.tokenization import ASSET_DIR
+
+    out = tmp_path / "bpe.json"
+    r = CliRunner().invoke(app, ["tokenize", "train-bpe", str(ecoli_fasta), "--vocab-size", "4096", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text()) == json.loads((ASSET_DIR / "dna-bpe-4096.json").read_text())

@@ -68,3 +68,11 @@ def test_train_bpe_and_info(tmp_path, shared):
     r = run("info", "protein-esm", "--json")
     assert json.loads(r.stdout)["vocab"][32] == "<mask>"
     assert "dna-kmer-6" in run("list").stdout.split()
+
+
+def test_export_matches_shipped(tmp_path):
+    from bioseq.tokenization import ASSET_DIR
+
+    r = run("export", "protein-esm", "-o", str(tmp_path / "p.json"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p.json").read_bytes() == (ASSET_DIR / "protein-esm.json").read_bytes()
