@@ -9,9 +9,10 @@ On-disk layout (full spec: ``docs/zarr_genome_store.md``)::
 
 Reading is designed around how training reads: many short random windows. A zarr slice per window
 pays zarr's per-call overhead and decompresses a whole ~1 MiB chunk to return 1 kb, so
-:class:`GenomeStore` instead keeps an LRU cache of *decoded* chunks per process, loads the chunks a
-batch needs concurrently (one asyncio gather on zarr's event loop), groups the windows by chunk and
-copies each group out with one vectorised numpy gather. The store itself stays compressed, chunked
+:class:`GenomeStore` instead keeps an LRU cache of *decoded* chunks per process, reads the chunks a
+batch is missing at once (file reads for local stores, one concurrent gather through the zarr store
+for URLs) and decodes them with numcodecs, then groups the windows by chunk and copies each group
+out with one vectorised numpy gather. The store itself stays compressed, chunked
 and readable through any fsspec URL.
 
 Fork safety: zarr 3 runs an event-loop thread. :meth:`GenomeStore.open` reads only the root

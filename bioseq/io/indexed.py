@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bioseq.alphabet import encode, reverse_complement_codes
+from bioseq.alphabet import decode, encode, reverse_complement_codes
 from bioseq.io.atomic import atomic_file
 from bioseq.io.compression import detect_compression, open_binary
 from bioseq.io.errors import SequenceFormatError
@@ -108,11 +108,7 @@ class IndexedFasta:
             codes = reverse_complement_codes(codes)
         elif strand != "+":
             raise ValueError(f"strand must be '+' or '-', got {strand!r}")
-        if as_str:
-            from bioseq.alphabet import decode
-
-            return decode(codes)
-        return codes
+        return decode(codes) if as_str else codes
 
     def close(self) -> None:
         self._fa.close()

@@ -5,6 +5,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bioseq.io import SequenceFormatError, read_fastq, write_fastq
 
@@ -68,3 +70,15 @@ def test_error_truncated_gzip(tmp_path):
     with pytest.raises(SequenceFormatError, match="truncated compressed stream") as ei:
         list(read_fastq(path))
     assert ei.value.record is not None and str(path) in str(ei.value)
+
+
+@settings(max_examples=30, deadline=None)
+@given(reads=st.lists(st.text(alphabet="ACGTNacgtn", max_size=150), min_size=1, max_size=6), data=st.data())
+def test_round_trip_property(tmp_path_factory, reads, data):
+    quals = [np.array(data.draw(st.lists(st.integers(0, 93), min_size=len(r), max_size=len(r))), dtype=np.uint8)
+             for r in reads]
+    path = tmp_path_factory.mktemp("fq") / "x.fq.gz"
+    write_fastq(path, [(f"read{i}", r, q) for i, (r, q) in enumerate(zip(reads, quals, strict=True))])
+    got = list(read_fastq(path, block_bytes=64))
+    assert [g.sequence for g in got] == reads
+    assert all(np.array_equal(g.quality, q) for g, q in zip(got, quals, strict=True))
