@@ -1,13 +1,13 @@
 """One vocabulary for DNA, RNA and protein, with modality tags.
 
-DNA ``A`` and alanine ``A`` are different tokens (``A`` and ``pA``), and each segment starts with
+DNA ``A`` and alanine ``A`` are different tokens (``A`` and ``protein:A``), and each segment starts with
 its modality tag, so a model reading ``<protein> M K ... <dna> A C G T`` always knows what a letter
-means. Default layout (ids), identical to :mod:`bioseq.multiomic.tokens`::
+means. Default layout (ids)::
 
     0-6    [CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK]    (HyenaDNA's specials)
     7-11   A C G T N                                        (nucleotides: DNA ids = dna-char ids)
     12-14  <dna> <rna> <protein>
-    15-39  pA pC pD pE pF pG pH pI pK pL pM pN pP pQ pR pS pT pV pW pY pX pB pZ pU pO
+    15-39  protein:A C D E F G H I K L M N P Q R S T V W Y X B Z U O
 
 DNA and RNA share the nucleotide tokens (the tag tells them apart): RNA's ``U`` is token ``T``
 and decodes back to ``U`` inside an RNA segment. DNA segment ids equal ``dna-char`` ids, so genome
@@ -126,6 +126,14 @@ class MultiOmicTokenizer(Tokenizer):
         sub = self.modalities[modality]
         joint = [self.token_to_id[self.token_maps[modality][sub.vocab[i]]] for i in sub.regular_token_ids]
         return np.array(joint, dtype=np.int64)
+
+    def modality_token_mask(self, modality: str) -> np.ndarray:
+        """``(vocab_size,)`` bool: the tokens a ``modality`` segment can hold (its letters; shared
+        nucleotide tokens count for both DNA and RNA). Index it with ids for a per-token mask."""
+        self._sub(modality)  # validates the name
+        mask = np.zeros(self.vocab_size, dtype=bool)
+        mask[[self.token_to_id[t] for t in self.token_maps[modality].values()]] = True
+        return mask
 
     def _encode_body(self, seq: Any) -> np.ndarray:
         return self.encode_body(seq, self.default_modality)
@@ -252,7 +260,7 @@ def _longest_first(lengths: np.ndarray, budget: int) -> np.ndarray:
 
 def multiomic(ambiguity: str = "n", *, lowercase: str = "fold", unknown: str = "error") -> MultiOmicTokenizer:
     """The default joint DNA/RNA/protein tokenizer (layout in the module docstring)."""
-    vocab = HYENA_SPECIALS + list("ACGTN") + ["<dna>", "<rna>", "<protein>"] + [f"p{a}" for a in JOINT_AMINO_ACIDS]
+    vocab = HYENA_SPECIALS + list("ACGTN") + ["<dna>", "<rna>", "<protein>"] + [f"protein:{a}" for a in JOINT_AMINO_ACIDS]
     protein = CharTokenizer(
         HYENA_SPECIALS + list(JOINT_AMINO_ACIDS), HYENA_ROLES, regular_tokens=list(STANDARD_AMINO_ACIDS), name="protein",
         molecule="protein", lowercase=lowercase, unknown=unknown,
@@ -260,5 +268,5 @@ def multiomic(ambiguity: str = "n", *, lowercase: str = "fold", unknown: str = "
     return MultiOmicTokenizer(
         vocab,
         {"dna": dna_char(ambiguity, lowercase=lowercase, unknown=unknown), "rna": rna_char(ambiguity, lowercase=lowercase, unknown=unknown), "protein": protein},
-        {"dna": {c: c for c in "ACGTN"}, "rna": {"A": "A", "C": "C", "G": "G", "U": "T", "N": "N"}, "protein": {a: f"p{a}" for a in JOINT_AMINO_ACIDS}},
+        {"dna": {c: c for c in "ACGTN"}, "rna": {"A": "A", "C": "C", "G": "G", "U": "T", "N": "N"}, "protein": {a: f"protein:{a}" for a in JOINT_AMINO_ACIDS}},
     )

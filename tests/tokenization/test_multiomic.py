@@ -23,7 +23,10 @@ def test_layout(tok):
     assert tok.encode("A", modality="dna", add_special_tokens=False).tolist() == [12, 7]
     assert tok.encode("A", modality="protein", add_special_tokens=False).tolist() == [14, 15]
     assert tok.encode("U", modality="rna", add_special_tokens=False).tolist() == [13, 10]
-    assert tok.vocab[15] == "pA" and tok.vocab[39] == "pO"
+    assert tok.vocab[15] == "protein:A" and tok.vocab[39] == "protein:O"
+    prot = tok.modality_token_mask("protein")
+    assert np.flatnonzero(prot).tolist() == list(range(15, 40))
+    assert np.flatnonzero(tok.modality_token_mask("rna")).tolist() == [7, 8, 9, 10, 11]
     # tags are special (never masked), regular ids exclude N / X / B / Z / U / O
     assert tok.special_tokens_mask([12, 13, 14, 7, 15]).tolist() == [True, True, True, False, False]
     assert sorted(tok.regular_token_ids.tolist()) == [7, 8, 9, 10, *range(15, 35)]
@@ -34,38 +37,18 @@ def test_layout(tok):
     assert np.array_equal(tok.encode_body(dna, "dna"), get_tokenizer("dna-char").encode(dna, add_special_tokens=False))
 
 
-def test_same_ids_as_multiomic_joint_vocab(tok, uniprot, lambda_genome):
-    """bioseq.multiomic's JointVocab / encode_pair use the same layout: this tokenizer can stand in."""
-    tokens = pytest.importorskip("bioseq.multiomic.tokens")
-    jv = tokens.get_joint_vocab()
-    assert tok.vocab_size == jv.vocab_size
+def test_encode_pair_layout(tok, uniprot, lambda_genome):
+    """Protein + nucleic-acid pairs (the interaction heads' input) built by hand from the layout."""
     for k in range(50):
         prot, na = uniprot[k][:400], lambda_genome[k * 100 : k * 100 + 60]
-        for na_type in ("DNA", "RNA"):
-            mod = tokens.na_modality(na_type)
+        for mod in ("dna", "rna"):
             na_seq = na.replace("T", "U") if mod == "rna" else na
-            ref, _ = tokens.encode_pair(jv, prot, na_seq, na_type)
-            ids, _ = tok.encode_segments([("protein", prot), (mod, na_seq)])
+            ids, seg = tok.encode_segments([("protein", prot), (mod, na_seq)])
+            aa = np.array([15 + "ACDEFGHIKLMNPQRSTVWYXBZUO".index(c) for c in prot])
+            nuc = np.array(["ACGTN".index(c) + 7 for c in na])
+            ref = np.concatenate([[0, 14], aa, [1, 12 if mod == "dna" else 13], nuc, [1]])
             assert np.array_equal(ids, ref)
             assert tok.decode_segments(ids) == [("protein", prot), (mod, na_seq)]
-
-
-def test_segments_and_batch(tok, uniprot, lambda_genome):
-    prot, dna = uniprot[0], lambda_genome[:300]
-    ids, seg = tok.encode_segments([("protein", prot), ("dna", dna)])
-    assert ids[0] == tok.cls_token_id and ids[1] == 14 and ids[len(prot) + 3] == 12
-    assert (seg[: len(prot) + 3] == 0).all() and (seg[len(prot) + 3 :] == 1).all()
-    assert tok.decode_segments(ids) == [("protein", prot), ("dna", dna)]
-    enc = tok.encode_batch([[("protein", prot), ("dna", dna)], [("dna", dna[:10])]], pad_to_multiple_of=16)
-    assert enc.input_ids.shape[1] % 16 == 0
-    assert enc.segment_ids[0].max() == 1 and enc.segment_ids[1].max() == 0
-    assert np.array_equal(enc.input_ids[0, : len(ids)], ids)
-    # truncation trims the longest body first and keeps every tag and [SEP]
-    ids, seg = tok.encode_segments([("protein", prot), ("dna", dna)], truncation=True, max_length=105)
-    assert len(ids) == 105
-    parts = tok.decode_segments(ids)
-    assert [m for m, _ in parts] == ["protein", "dna"] and len(parts[0][1]) + len(parts[1][1]) == 100
-    assert len(parts[0][1]) == 50 and prot.startswith(parts[0][1])
 
 
 @settings(max_examples=100, deadline=None)
