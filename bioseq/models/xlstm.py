@@ -26,7 +26,8 @@ Options (see :class:`XLSTMConfig`):
   ``d_model`` channels are two halves; one stack of width ``d_model / 2`` runs on the first half
   and on the reverse complement of the second, so ``model(rc(x)) == RC(model(x))`` where
   ``RC(h)`` flips both the length and the channel axis. The token embedding is constrained to
-  ``E[comp(v)] == flip(E[v])`` (see :meth:`XLSTMBackbone.embed`).
+  ``E[comp(v)] == flip(E[v])`` (see :meth:`XLSTMBackbone.embedding_table`), which also makes a
+  tied LM head's logits equivariant: ``logits(rc(x))[t, v] == logits(x)[L-1-t, comp(v)]``.
 * Protein in-context learning: :func:`homolog_fim_example` concatenates homologous sequences and
   applies the fill-in-the-middle transform to the query (Prot-xLSTM / ProtMamba style), with the
   sentinel token ids taken from :class:`HomologFIMConfig`.
@@ -295,6 +296,13 @@ class XLSTMBackbone(Backbone):
             # complement over the padded vocabulary (padding ids map to themselves)
             comp = list(config.complement_map) + list(range(config.vocab_size, config.padded_vocab_size))
             self.register_buffer("complement", torch.tensor(comp, dtype=torch.long), persistent=False)
+            # Keep the raw weight itself RC-symmetric: start symmetric and project every gradient
+            # (from the lookup and from a tied LM head alike) onto symmetric tables. Paired entries
+            # then get identical updates from any elementwise optimiser (SGD, Adam, weight decay),
+            # so an LM head tied to this weight gives RC-equivariant logits too.
+            with torch.no_grad():
+                self.embedding.weight.copy_(self._symmetrize(self.embedding.weight))
+            self.embedding.weight.register_hook(self._symmetrize)
 
     # -- embedding -------------------------------------------------------------------------------
     def embedding_table(self) -> torch.Tensor:
@@ -305,8 +313,10 @@ class XLSTMBackbone(Backbone):
         gives exactly the RC (length and channel flip) of its embedding.
         """
         w = self.embedding.weight
-        if not self.config.rc_equivariant:
-            return w
+        return self._symmetrize(w) if self.config.rc_equivariant else w
+
+    def _symmetrize(self, w: torch.Tensor) -> torch.Tensor:
+        # (V, d) -> (V, d) with out[comp(v)] == flip(out[v]); a no-op on symmetric tables
         return 0.5 * (w + w[self.complement].flip(-1))
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -204,9 +204,11 @@ def test_rc_equivariant_masked_lm_trains_on_lambda_and_roundtrips(lambda_token_i
     again = load_pretrained(tmp_path).eval()
     x = lambda_token_ids[:100][None]
     assert torch.equal(model(x).logits, again(x).logits)
-    with torch.no_grad():  # still exactly equivariant after training
+    with torch.no_grad():  # still exactly equivariant after training, hidden states and logits
         h = again.backbone(x)
         assert torch.allclose(again.backbone(rc_ids(x)), h.flip(1).flip(-1), atol=1e-5)
+        logits, logits_rc = again(x).logits[..., :12], again(rc_ids(x)).logits[..., :12]
+        assert torch.allclose(logits_rc, logits[..., DNA_COMP].flip(1), atol=1e-4)
 
 
 # -- protein in-context learning / fill-in-the-middle ---------------------------------------------
