@@ -43,6 +43,7 @@ from bioseq.io.fasta import read_fasta
 
 FORMAT_NAME = "bioseq-genome-store"
 FORMAT_VERSION = 1
+READABLE_VERSIONS = (1,)  # every version this reader understands; tests keep a store of each
 ENCODING = "bioseq-nt8-v1"
 DEFAULT_CHUNK_SIZE = 1 << 20
 DEFAULT_CACHE_BYTES = 256 << 20
@@ -274,10 +275,15 @@ def _read_root_metadata(url: str, storage_options: dict | None) -> dict:
             "build one with `bioseq zarr build`"
         )
     version = attrs.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and version > FORMAT_VERSION:
         raise StoreFormatError(
-            f"{url}: {FORMAT_NAME} format version {version!r} is newer than this bioseq reads "
+            f"{url}: {FORMAT_NAME} format version {version} is newer than this bioseq reads "
             f"(<= {FORMAT_VERSION}); upgrade bioseq or rebuild the store"
+        )
+    if version not in READABLE_VERSIONS:
+        raise StoreFormatError(
+            f"{url}: unknown {FORMAT_NAME} format version {version!r} (this bioseq reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); rebuild the store with `bioseq zarr build`"
         )
     if attrs.get("encoding") != ENCODING:
         raise StoreFormatError(f"{url}: unknown sequence encoding {attrs.get('encoding')!r} (expected {ENCODING})")

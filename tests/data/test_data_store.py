@@ -162,6 +162,10 @@ def test_unknown_or_newer_format_fails_clearly(tmp_path, lambda_fasta):
     (out / "zarr.json").write_text(json.dumps(meta))
     with pytest.raises(StoreFormatError, match="version 99 is newer"):
         GenomeStore.open(out)
+    meta["attributes"]["format_version"] = 0
+    (out / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreFormatError, match="unknown bioseq-genome-store format version 0"):
+        GenomeStore.open(out)
     meta["attributes"]["format"] = "something-else"
     (out / "zarr.json").write_text(json.dumps(meta))
     with pytest.raises(StoreFormatError, match="not a bioseq-genome-store"):
@@ -254,3 +258,17 @@ def test_killed_build_leaves_no_complete_looking_store(tmp_path, shared):
     assert list(tmp_path.glob(".k.zarr.tmp-*"))  # the killed build's temporary is there...
     build_store(files[:1], out)  # ...and the next build removes it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.zarr"]
+
+
+def test_committed_v1_store_still_reads(lambda_codes):
+    """A store written by format version 1, kept in the repository: later readers must read it."""
+    s = GenomeStore.open(Path(__file__).parent / "fixtures" / "genome_store_v1")
+    assert s.format_version == 1 and s.genomes == ["lambda"]
+    lam = decode(lambda_codes)
+    head = lam[:2000] + lam[2000:2500].lower() + "N" * 1100 + lam[2500:4000] + "RYK"
+    assert s.fetch("lambda_head", as_str=True) == head
+    assert s.fetch("lambda_tail", as_str=True) == lam[-700:]
+    assert s.contigs[0].md5 == hashlib.md5(head.upper().encode()).hexdigest()
+    assert s.ambiguous_runs("lambda_head").tolist() == [[2500, 3600], [5100, 5103]]
+    w = s.fetch_batch([0, 0, 1], [1000, 3000, 0], 700, ["+", "-", "+"])
+    assert decode(w[1]) == decode(reverse_complement_codes(s.fetch(0, 3000, 3700)))
