@@ -11,7 +11,8 @@ For 1 kb and 32 kb windows at uniformly random positions it times
 - ``store.fetch``: :meth:`GenomeStore.fetch` per window (decoded-chunk cache);
 - ``store.fetch_batch``: batches of random windows through :meth:`GenomeStore.fetch_batch`,
   warm (chunks cached, the steady state of a training worker) and cold (cache cleared before every
-  batch, so every batch decompresses all the chunks it touches);
+  batch, so every batch reads and decompresses all the chunks it touches), for the plain and the
+  sharded (64 chunks per shard) store;
 
 and prints windows/s with ratios against pyfaidx, plus the store size against the gzip FASTA.
 Single process, single thread for numpy; pyfaidx reads a plain FASTA that is in the page cache.
@@ -53,7 +54,7 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def measure(store, contig, rec, zarr_arr, L: int, n: int, seconds: float, rng) -> list[tuple[str, float, float]]:
+def measure(store, sharded, contig, rec, zarr_arr, L: int, n: int, seconds: float, rng) -> list[tuple[str, float, float]]:
     """(reader, windows/s, pyfaidx windows/s) rows for windows of length ``L``, batches of ``n``."""
     starts = rng.integers(0, contig.length - L, size=64 * n)
     batches = starts.reshape(64, n)
@@ -88,6 +89,11 @@ def measure(store, contig, rec, zarr_arr, L: int, n: int, seconds: float, rng) -
         store.clear_cache()
         batch_warm()
 
+    def batch_cold_sharded():
+        sharded.clear_cache()
+        state["k"] = (state["k"] + 1) % len(batches)
+        sharded.fetch_batch(ids, batches[state["k"]], L, strands)
+
     ref = rate(pyfaidx_str, len(some), seconds)
     rows = [
         ("pyfaidx (str)", ref),
@@ -95,6 +101,7 @@ def measure(store, contig, rec, zarr_arr, L: int, n: int, seconds: float, rng) -
         ("zarr slice per window", rate(zarr_slices, len(few), seconds)),
         ("store.fetch per window", rate(store_fetch, len(some), seconds)),
         (f"store.fetch_batch x{n}, cold cache", rate(batch_cold, n, seconds)),
+        (f"store.fetch_batch x{n}, cold cache, sharded store", rate(batch_cold_sharded, n, seconds)),
         (f"store.fetch_batch x{n}, warm cache", rate(batch_warm, n, seconds)),
     ]
     # what was timed must be correct reads
@@ -149,7 +156,8 @@ def main() -> None:
         lines += ["", "| window | reader | windows/s | vs pyfaidx |", "|---:|---|---:|---:|"]
 
         for L in args.windows:
-            for name, r, ref in measure(store, contig, rec, zarr_arr, L, args.batch, args.seconds, rng):
+            for name, r, ref in measure(store, GenomeStore.open(sharded), contig, rec, zarr_arr, L, args.batch,
+                                        args.seconds, rng):
                 lines.append(f"| {L:,} | {name} | {r:,.0f} | {r / ref:.2f}x |")
         text = "\n".join(lines)
         print(text)
