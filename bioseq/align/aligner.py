@@ -1,0 +1,324 @@
+"""Candidate generation, local realignment, best-hit choice, MAPQ and read pairing.
+
+For every read both strands are embedded (reads longer than the index window as several windows)
+and searched in the FAISS index for the top-K fragments. Each fragment implies a range of read
+start positions; the candidate window around it is realigned with parasail's striped SIMD
+Smith-Waterman (bwa-mem scores: match 1, mismatch 4, gap open 6 + extend 1 per base).
+
+Candidate modes (``AlignParams.mode``) make the contribution of each part measurable:
+
+* ``emb``: embedding search only; candidates ranked by cosine similarity.
+* ``emb+vote``: the same candidates re-ranked by a minimizer seed vote (hits whose diagonal
+  falls in the candidate's start range), then by similarity.
+* ``hybrid`` (default): ``emb+vote`` plus candidates from the best seed-diagonal clusters that
+  the embedding search missed (each scored with its fragment's embedding similarity too).
+* ``seed``: seed clusters only (no embedding), a baseline for the ablation.
+
+The ``max_align`` best-ranked candidates are scored; the best gets a traceback (CIGAR, NM, MD).
+XS is the best score at another locus; MAPQ grows with AS - XS and is capped at 60 (never 255).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bioseq import alphabet
+from bioseq.align.index import Index
+from bioseq.align.minimizers import clusters, votes_in
+
+MODES = ("emb", "emb+vote", "hybrid", "seed")
+_ACGTN = np.frombuffer(b"ACGTNNNNNNNNNNNN", dtype=np.uint8)
+
+
+@dataclass
+class AlignParams:
+    """Aligner settings (defaults follow bwa mem where there is an equivalent)."""
+
+    top_k: int = 16
+    mode: str = "hybrid"
+    max_align: int = 6
+    seed_clusters: int = 3
+    pad: int = 24
+    match: int = 1
+    mismatch: int = 4
+    gap_open: int = 6
+    gap_extend: int = 1
+    min_score: int = 30
+    min_len: int = 30
+    max_insert: int = 1000
+    unpaired_penalty: int = 17
+    secondary: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; use one of {MODES}")
+        if not 1 <= self.top_k <= 2048:
+            raise ValueError(f"top_k must be in 1..2048, got {self.top_k}")
+        if self.max_align < 1:
+            raise ValueError("max_align must be >= 1")
+
+
+@dataclass
+class Hit:
+    """One local alignment of a read strand against the reference (0-based, contig-local)."""
+
+    score: int
+    contig: int
+    pos: int
+    end: int  # exclusive reference end
+    strand: int  # 0 forward, 1 reverse
+    cigar: str = ""
+    nm: int = 0
+    md: str = ""
+    gpos: int = 0  # global alignment end before traceback (locus comparisons), start after
+    win: tuple[int, int] = (0, 0)  # global reference window the hit was found in
+
+
+@dataclass
+class ReadResult:
+    """The hits of one read, best first, and why it is unmapped if it is."""
+
+    hits: list[Hit] = field(default_factory=list)
+    problem: str | None = None  # "empty", "shorter than ...", "all N"
+
+    @property
+    def best(self) -> Hit | None:
+        return self.hits[0] if self.hits else None
+
+    def xs(self, hit: Hit) -> int | None:
+        """Best score at a locus other than ``hit``'s (hits are already one per locus)."""
+        for h in self.hits:
+            if h is not hit:
+                return h.score
+        return None
+
+
+def same_locus(a: Hit, b: Hit, tol: int = 20) -> bool:
+    return a.strand == b.strand and a.contig == b.contig and abs(a.gpos - b.gpos) <= tol
+
+
+def mapq(as_: int, xs: int | None, length: int, p: AlignParams) -> int:
+    """MAPQ from the gap between best and second-best score, damped for low-identity hits."""
+    floor = p.min_score - 1
+    gap = as_ - max(xs if xs is not None else floor, floor)
+    ident = min(1.0, as_ / max(1.0, 0.9 * length * p.match))
+    return int(max(0, min(60, round(6.0 * gap / p.match * ident))))
+
+
+def windows(length: int, w: int) -> list[tuple[int, int]]:
+    """(offset, length) read windows of at most ``w`` bp covering the read."""
+    if length <= w:
+        return [(0, length)]
+    offs = list(range(0, length - w + 1, w))
+    if offs[-1] != length - w:
+        offs.append(length - w)
+    return [(o, w) for o in offs]
+
+
+class Aligner:
+    """Aligns reads against a loaded :class:`~bioseq.align.index.Index` with an encoder."""
+
+    def __init__(self, index: Index, encoder, params: AlignParams | None = None) -> None:
+        import parasail
+
+        self.index, self.encoder, self.p = index, encoder, params or AlignParams()
+        self._parasail = parasail
+        self.matrix = parasail.matrix_create("ACGTN", self.p.match, -self.p.mismatch)
+        for i in range(5):  # N against anything costs 1, as in bwa
+            self.matrix.set_value(i, 4, -1)
+            self.matrix.set_value(4, i, -1)
+        self.ref_ascii = _ACGTN[index.reference & 0x0F]  # (G,) uint8 ACGTN bytes
+        self.search_block = 256
+
+    # -- embedding search -------------------------------------------------------------------------
+    def search(self, queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Embed query windows and search the index -> (sims (Q, K), fragment ids (Q, K)).
+        Searches run in fixed-size blocks so results never depend on the batch size."""
+        k = self.p.top_k
+        if not queries:
+            return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
+        emb = self.encoder.embed(queries, self.index.window)
+        sims, ids = [], []
+        b = self.search_block
+        for s in range(0, len(emb), b):
+            q = emb[s : s + b]
+            n = len(q)
+            if n < b:
+                q = np.concatenate([q, np.repeat(q[-1:], b - n, 0)])
+            d, i = self.index.faiss_index.search(np.ascontiguousarray(q), k)
+            sims.append(d[:n])
+            ids.append(i[:n])
+        self._last_emb = emb
+        return np.concatenate(sims), np.concatenate(ids)
+
+    # -- one read ---------------------------------------------------------------------------------
+    def prepare(self, codes: np.ndarray) -> tuple[str | None, list[np.ndarray]]:
+        """Check a read and return (problem, [forward codes, reverse-complement codes])."""
+        n = codes.shape[0]
+        if n == 0:
+            return "empty sequence", []
+        if n < self.p.min_len:
+            return f"shorter than the minimum length {self.p.min_len} bp ({n} bp)", []
+        c = codes & alphabet.CODE_MASK
+        if (c < 4).sum() < self.p.min_len:
+            return "all N (fewer unambiguous bases than the minimum length)", []
+        fwd = np.where(c < 4, c, 4).astype(np.uint8)
+        rc = np.where(fwd < 4, 3 - fwd, 4)[::-1].astype(np.uint8)
+        return None, [fwd, rc]
+
+    def queries(self, strands: list[np.ndarray]) -> list[np.ndarray]:
+        if self.p.mode == "seed":
+            return []
+        w = self.index.window
+        return [s[o : o + n] for s in strands for o, n in windows(len(s), w)]
+
+    def candidates(self, strands, sims, ids, qemb) -> list[tuple]:
+        """Ranked candidate windows [(rank key, strand, lo, hi)] in global coordinates."""
+        idx, p = self.index, self.p
+        F, W = idx.fragment_len, idx.window
+        L = len(strands[0])
+        wins = windows(L, W)
+        cands: dict[tuple[int, int], list] = {}  # (strand, coarse start) -> [sim, votes, lo, hi]
+        diags = [idx.seeds.diagonals(s) for s in strands] if p.mode != "emb" else None
+        stride = idx.manifest["stride"]
+        q = 0
+        if p.mode != "seed":
+            for strand in (0, 1):
+                for o, w in wins:
+                    for sim, f in zip(sims[q], ids[q]):
+                        if f < 0:
+                            continue
+                        fs = int(idx.fragments[f])
+                        c = idx.contig_of(fs)
+                        lo_s, hi_s = fs - o, fs + F - w - o  # read-start range implied by the fragment
+                        key = (strand, (lo_s + stride // 2) // stride)
+                        v = votes_in(diags[strand], lo_s - 8, hi_s + 8) if diags is not None else 0
+                        lo = max(int(idx.offsets[c]), lo_s - p.pad)
+                        hi = min(int(idx.offsets[c + 1]), hi_s + L + p.pad)
+                        old = cands.get(key)
+                        if old is None or (v, sim) > (old[1], old[0]):
+                            cands[key] = [float(sim), v, lo, hi, lo_s, hi_s]
+                    q += 1
+        if p.mode in ("hybrid", "seed"):
+            for strand in (0, 1):
+                for v, d in clusters(diags[strand])[: p.seed_clusters]:
+                    if v < 2 or not 0 <= d < idx.offsets[-1]:
+                        continue
+                    key = (strand, (d + stride // 2) // stride)
+                    if any(k[0] == strand and c[4] - 8 <= d <= c[5] + 8 for k, c in cands.items()):
+                        continue  # the embedding search already found this locus
+                    c = idx.contig_of(max(d, 0))
+                    sim = 0.0
+                    if qemb is not None:  # similarity of the read to the fragment holding the hit
+                        f = max(0, int(np.searchsorted(idx.fragments, d, "right")) - 1)
+                        sim = float(idx.embeddings[f] @ qemb[strand * len(wins)])
+                    lo = max(int(idx.offsets[c]), d - p.pad)
+                    hi = min(int(idx.offsets[c + 1]), d + L + p.pad)
+                    cands[key] = [sim, v, lo, hi, d, d]
+        ranked = []
+        for (strand, _), (sim, v, lo, hi, _, _) in cands.items():
+            rank = (-sim, lo) if p.mode == "emb" else (-v, -sim, lo)
+            ranked.append((rank, strand, lo, hi))
+        ranked.sort()
+        return ranked[: p.max_align]
+
+    def align_read(self, strands: list[np.ndarray], sims, ids, qemb) -> list[Hit]:
+        """Score the ranked candidates and trace back the best ones -> hits, best first."""
+        ps, p = self._parasail, self.p
+        seqs = [_ACGTN[s].tobytes().decode() for s in strands]
+        profiles = [None, None]
+        scored = []
+        for _, strand, lo, hi in self.candidates(strands, sims, ids, qemb):
+            if profiles[strand] is None:
+                profiles[strand] = ps.profile_create_16(seqs[strand], self.matrix)
+            ref = self.ref_ascii[lo:hi].tobytes().decode()
+            r = ps.sw_striped_profile_16(profiles[strand], ref, p.gap_open + p.gap_extend, p.gap_extend)
+            if r.score >= p.min_score:
+                scored.append((r.score, strand, lo, hi, lo + r.end_ref))
+        # best first; ties broken by position then strand so the choice is deterministic
+        scored.sort(key=lambda t: (-t[0], t[4], t[1]))
+        hits: list[Hit] = []
+        for score, strand, lo, hi, gend in scored:
+            h = Hit(score=score, contig=-1, pos=0, end=0, strand=strand, gpos=gend, win=(lo, hi))
+            if any(same_locus(h, x) for x in hits):
+                continue
+            hits.append(h)
+        keep = 1 + p.secondary
+        return [self.traceback(seqs[h.strand], h) if i < max(keep, 4) else h for i, h in enumerate(hits)]
+
+    def traceback(self, seq: str, h: Hit) -> Hit:
+        """Full alignment of the hit's window: CIGAR (M/I/D/S), NM, MD, contig-local position."""
+        p, idx = self.p, self.index
+        L = len(seq)
+        lo, hi = h.win
+        c = idx.contig_of(lo)
+        ref = self.ref_ascii[lo:hi].tobytes().decode()
+        r = self._parasail.sw_trace_striped_16(seq, ref, p.gap_open + p.gap_extend, p.gap_extend, self.matrix)
+        ops = _parse_cigar(r.cigar.decode.decode())
+        qb, rb = r.cigar.beg_query, r.cigar.beg_ref
+        while ops and ops[0][1] in "DI":  # parasail may start/end with gaps; they are clips
+            n, op = ops.pop(0)
+            if op == "D":
+                rb += n
+            else:
+                qb += n
+        while ops and ops[-1][1] in "DI":
+            ops.pop()
+        cig, md, nm = [], [], 0
+        qi, ri, mrun = qb, lo + rb, 0
+        ref_codes = idx.reference
+        if qb:
+            cig.append((qb, "S"))
+        for n, op in ops:
+            if op == "=":
+                mrun += n
+                _push(cig, n, "M")
+                qi += n
+                ri += n
+            elif op == "X":
+                for j in range(n):
+                    md.append(str(mrun))
+                    md.append(alphabet.BASES[ref_codes[ri + j] & 0x0F])
+                    mrun = 0
+                _push(cig, n, "M")
+                nm += n
+                qi += n
+                ri += n
+            elif op == "I":
+                _push(cig, n, "I")
+                nm += n
+                qi += n
+            elif op == "D":
+                md.append(str(mrun))
+                md.append("^" + alphabet.decode(ref_codes[ri : ri + n] & 0x0F))
+                mrun = 0
+                _push(cig, n, "D")
+                nm += n
+                ri += n
+        md.append(str(mrun))
+        if L - qi:
+            cig.append((L - qi, "S"))
+        start = lo + rb
+        return Hit(score=int(r.score), contig=c, pos=start - int(idx.offsets[c]), end=ri - int(idx.offsets[c]),
+                   strand=h.strand, cigar="".join(f"{n}{op}" for n, op in cig), nm=nm, md="".join(md), gpos=start,
+                   win=h.win)
+
+
+def _parse_cigar(s: str) -> list[tuple[int, str]]:
+    out, num = [], 0
+    for ch in s:
+        if ch.isdigit():
+            num = num * 10 + ord(ch) - 48
+        else:
+            out.append((num, ch))
+            num = 0
+    return out
+
+
+def _push(cig: list, n: int, op: str) -> None:
+    if cig and cig[-1][1] == op:
+        cig[-1] = (cig[-1][0] + n, op)
+    else:
+        cig.append((n, op))

@@ -1,0 +1,105 @@
+"""The read/fragment encoder: token ids, batched embedding and the encoder fingerprint.
+
+The encoder is any :class:`bioseq.models.Embedder` (a backbone plus mean pooling and a projection,
+L2-normalised per sequence). Sequences use the project's DNA vocabulary (HyenaDNA character ids:
+A=7 C=8 G=9 T=10 N=11, pad 4).
+
+Embedding runs in fixed-size micro-batches padded to a fixed length, so a sequence's embedding is
+bitwise the same whatever else shares its batch: this is what makes ``bioseq align`` output
+identical for any ``-t`` or ``--batch-size``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+PAD_ID = 4
+#: alphabet code (0-15) -> token id; every ambiguity code maps to N
+CODE_TO_ID = np.full(256, 11, dtype=np.int64)
+CODE_TO_ID[:4] = [7, 8, 9, 10]
+CODE_TO_ID[0x80:0x84] = [7, 8, 9, 10]
+
+#: where the default weights live inside the package
+DEFAULT_ENCODER = Path(__file__).resolve().parents[1] / "assets" / "esa"
+
+
+def tokens(codes_list: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad/truncate code arrays to ``length`` -> ``(ids (B, length) int64, mask (B, length) bool)``."""
+    ids = np.full((len(codes_list), length), PAD_ID, dtype=np.int64)
+    mask = np.zeros((len(codes_list), length), dtype=bool)
+    for i, c in enumerate(codes_list):
+        n = min(len(c), length)
+        ids[i, :n] = CODE_TO_ID[c[:n]]
+        mask[i, :n] = True
+    return ids, mask
+
+
+@dataclass
+class Encoder:
+    """A loaded encoder: the torch model plus its identity.
+
+    Attributes:
+        model: the :class:`bioseq.models.Embedder` in eval mode.
+        fingerprint: SHA-256 over ``config.json`` and ``model.safetensors``; stored in every index so
+            an index is never searched with embeddings from a different model.
+        path: the checkpoint folder.
+        micro_batch: sequences per forward pass (fixed; see the module docstring).
+    """
+
+    model: torch.nn.Module
+    fingerprint: str
+    path: Path
+    micro_batch: int = 64
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.head_config.get("dim") or self.model.config.d_model)
+
+    def embed(self, codes_list: list[np.ndarray], length: int) -> np.ndarray:
+        """Embed sequences padded to ``length`` -> ``(N, dim)`` float32, rows L2-normalised."""
+        import torch
+
+        out = np.empty((len(codes_list), self.dim), dtype=np.float32)
+        mb = self.micro_batch
+        with torch.inference_mode():
+            for s in range(0, len(codes_list), mb):
+                chunk = codes_list[s : s + mb]
+                n = len(chunk)
+                # pad the last micro-batch with copies so every forward sees the same shape
+                chunk = chunk + [chunk[-1]] * (mb - n)
+                ids, mask = tokens(chunk, length)
+                emb = self.model(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).embeddings
+                out[s : s + n] = emb[:n].float().numpy()
+        return out
+
+
+def fingerprint(path: str | Path) -> str:
+    """SHA-256 of a checkpoint's ``config.json`` + ``model.safetensors`` (first 16 hex digits)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        h.update((path / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def load_encoder(path: str | Path | None = None, micro_batch: int = 64) -> Encoder:
+    """Load an encoder checkpoint (default: the weights shipped in ``bioseq/assets/esa``)."""
+    from bioseq.models import Embedder
+
+    path = Path(path) if path is not None else DEFAULT_ENCODER
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}: no encoder checkpoint (config.json missing)")
+    cfg = json.loads((path / "config.json").read_text())
+    if cfg.get("model_type") != "embedder":
+        raise ValueError(f"{path}: checkpoint is a {cfg.get('model_type')!r}, not an embedder")
+    model = Embedder.from_pretrained(path).eval()
+    return Encoder(model=model, fingerprint=fingerprint(path), path=path, micro_batch=micro_batch)

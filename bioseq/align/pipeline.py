@@ -1,0 +1,210 @@
+"""``bioseq align`` end to end: stream reads, embed + search per batch, align, pair, write SAM/BAM.
+
+Output is a pure function of the reads, the index and the settings: reads keep their input order,
+embeddings and searches run in fixed-size blocks, and alignment ties are broken by position. So
+``-t`` (threads) and ``--batch-size`` change only the speed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bioseq import __version__, alphabet
+from bioseq.align.aligner import Aligner, AlignParams, Hit, ReadResult, mapq
+from bioseq.align.reference import InputError, Read, read_reads
+from bioseq.align.sam import (
+    FLAG_MREVERSE, FLAG_MUNMAP, FLAG_PAIRED, FLAG_PROPER, FLAG_READ1, FLAG_READ2, FLAG_REVERSE,
+    FLAG_SECONDARY, FLAG_UNMAP, SamWriter, header_lines, oriented, record,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stats:
+    reads: int = 0
+    mapped: int = 0
+    problems: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    def note(self, path, n: int, name: str, problem: str) -> None:
+        self.problems[problem.split(" (")[0]] = self.problems.get(problem.split(" (")[0], 0) + 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{path}: record {n} {name!r}: {problem}; reported unmapped")
+
+
+def _codes(path, n: int, r: Read) -> np.ndarray:
+    try:
+        return alphabet.encode(r.seq)
+    except alphabet.InvalidBaseError as e:
+        raise InputError(f"{path}: record {n} {r.name!r}: {e}") from None
+
+
+def _batches(paths: list[str], size: int) -> Iterator[list[tuple]]:
+    """Batches of reads (single) or read pairs; pairs must carry the same name."""
+    its = [read_reads(p) for p in paths]
+    n = 0
+    while True:
+        batch = []
+        for recs in itertools.islice(itertools.zip_longest(*its), size):
+            n += 1
+            if any(r is None for r in recs):
+                short = paths[[r is None for r in recs].index(True)]
+                raise InputError(f"{short}: ends before its mate file (record {n}); paired files must have the same reads")
+            if len(recs) == 2 and recs[0].name != recs[1].name:
+                raise InputError(f"{paths[1]}: record {n} {recs[1].name!r} does not match mate {recs[0].name!r} in {paths[0]}")
+            batch.append((n, recs))
+        if not batch:
+            return
+        yield batch
+
+
+def _choose_pair(r1: ReadResult, r2: ReadResult, p: AlignParams, names: list[str]):
+    """Pick the mate hits maximising score sum, minus ``unpaired_penalty`` unless the pair is
+    proper (same contig, facing each other, insert <= max_insert). -> (h1, h2, proper, pair mapq)."""
+    best = []
+    for h1 in r1.hits[:4] or [None]:
+        for h2 in r2.hits[:4] or [None]:
+            proper = h1 is not None and h2 is not None and h1.contig >= 0 and is_proper(h1, h2, p.max_insert)
+            s = (h1.score if h1 else 0) + (h2.score if h2 else 0) - (0 if proper else p.unpaired_penalty)
+            best.append((s, proper, h1, h2))
+    best.sort(key=lambda t: (-t[0], (t[2].gpos if t[2] else -1), (t[3].gpos if t[3] else -1)))
+    s, proper, h1, h2 = best[0]
+    second = next((t[0] for t in best[1:] if t[2] is not h1 and t[3] is not h2), None)
+    pq = 60 if second is None else int(max(0, min(60, round(6.0 * (s - second) / p.match))))
+    return h1, h2, proper, pq
+
+
+def is_proper(a: Hit, b: Hit, max_insert: int) -> bool:
+    """Same contig, opposite strands, forward mate left of the reverse one, insert in range."""
+    if a.contig != b.contig or a.strand == b.strand or a.contig < 0:
+        return False
+    fwd, rev = (a, b) if a.strand == 0 else (b, a)
+    return fwd.pos <= rev.end and max(a.end, b.end) - min(a.pos, b.pos) <= max_insert
+
+
+def _tags(h: Hit, xs: int | None) -> list[str]:
+    t = [f"NM:i:{h.nm}", f"MD:Z:{h.md}", f"AS:i:{h.score}"]
+    if xs is not None:
+        t.append(f"XS:i:{xs}")
+    return t
+
+
+def _lines_single(read: Read, res: ReadResult, names, p: AlignParams) -> list[str]:
+    h = res.best
+    if h is None:
+        seq, qual = oriented(read.seq, read.qual, False)
+        return [record(read.name, FLAG_UNMAP, "*", 0, 0, "*", "*", 0, 0, seq, qual, [])]
+    xs = res.xs(h)
+    seq, qual = oriented(read.seq, read.qual, bool(h.strand))
+    out = [record(read.name, FLAG_REVERSE * h.strand, names[h.contig], h.pos + 1,
+                  mapq(h.score, xs, len(read.seq), p), h.cigar, "*", 0, 0, seq, qual, _tags(h, xs))]
+    out += _secondary(read.name, res, names, 0, "*", 0, p)
+    return out
+
+
+def _secondary(qname, res, names, base_flag, rnext, pnext, p) -> list[str]:
+    out = []
+    for s in res.hits[1 : 1 + p.secondary]:
+        if s.contig < 0:
+            break
+        out.append(record(qname, base_flag | FLAG_SECONDARY | FLAG_REVERSE * s.strand, names[s.contig], s.pos + 1,
+                          0, s.cigar, rnext, pnext, 0, "*", "*", _tags(s, res.best.score)))
+    return out
+
+
+def _lines_pair(reads: tuple[Read, Read], res: tuple[ReadResult, ReadResult], names, p) -> list[str]:
+    h1, h2, proper, pq = _choose_pair(res[0], res[1], p, names)
+    hs = (h1, h2)
+    out = []
+    for i in (0, 1):
+        me, mate, read = hs[i], hs[1 - i], reads[i]
+        flag = FLAG_PAIRED | (FLAG_READ1 if i == 0 else FLAG_READ2) | (FLAG_PROPER if proper else 0)
+        if me is None:
+            flag |= FLAG_UNMAP
+        if mate is None:
+            flag |= FLAG_MUNMAP
+        elif mate.strand:
+            flag |= FLAG_MREVERSE
+        anchor = me or mate  # an unmapped mate sits at its partner's position
+        rname = names[anchor.contig] if anchor else "*"
+        pos = anchor.pos + 1 if anchor else 0
+        rnext, pnext, tlen = "*", 0, 0
+        if mate is not None:
+            rnext = "=" if anchor and mate.contig == anchor.contig else names[mate.contig]
+            pnext = mate.pos + 1
+        if me is not None and mate is not None and me.contig == mate.contig:
+            left, right = min(me.pos, mate.pos), max(me.end, mate.end)
+            first = me.pos < mate.pos or (me.pos == mate.pos and i == 0)
+            tlen = (right - left) * (1 if first else -1)
+        if me is None:
+            seq, qual = oriented(read.seq, read.qual, False)
+            out.append(record(read.name, flag, rname, pos, 0, "*", rnext, pnext, 0, seq, qual, []))
+            continue
+        flag |= FLAG_REVERSE * me.strand
+        xs = res[i].xs(me)
+        q = mapq(me.score, xs, len(read.seq), p)
+        if proper:
+            q = max(q, min(pq, 60)) if me is res[i].best else min(q, pq)
+        seq, qual = oriented(read.seq, read.qual, bool(me.strand))
+        out.append(record(read.name, flag, rname, pos, q, me.cigar, rnext, pnext, tlen, seq, qual, _tags(me, xs)))
+        out += _secondary(read.name, res[i], names, flag & (FLAG_PAIRED | FLAG_READ1 | FLAG_READ2), rnext, pnext, p)
+    return out
+
+
+def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: int = 1, batch_size: int = 2048,
+                command_line: str = "bioseq align", progress: bool = False) -> Stats:
+    """Align one (single-end) or two (paired-end) read files and write SAM/BAM to ``out``."""
+    idx = aligner.index
+    names = [c["name"] for c in idx.manifest["contigs"]]
+    writer = SamWriter(out, header_lines(idx.manifest["contigs"], command_line, __version__))
+    stats = Stats()
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    try:
+        for batch in _batches(paths, batch_size):
+            flat = [(n, j, r) for n, recs in batch for j, r in enumerate(recs)]
+            prepared, queries, spans = [], [], []
+            for n, j, r in flat:
+                problem, strands = aligner.prepare(_codes(paths[j], n, r))
+                if problem:
+                    stats.note(paths[j], n, r.name, problem)
+                q = aligner.queries(strands) if not problem else []
+                spans.append((len(queries), len(q)))
+                queries += q
+                prepared.append(strands)
+            sims, ids = aligner.search(queries)
+            emb = aligner._last_emb if queries else None
+
+            def work(i: int) -> ReadResult:
+                strands = prepared[i]
+                if not strands:
+                    return ReadResult()
+                s, k = spans[i]
+                qemb = emb[s : s + k] if emb is not None else None
+                return ReadResult(hits=aligner.align_read(strands, sims[s : s + k], ids[s : s + k], qemb))
+
+            results = list(pool.map(work, range(len(flat)))) if pool else [work(i) for i in range(len(flat))]
+            lines = []
+            if len(paths) == 1:
+                for (_, _, r), res in zip(flat, results):
+                    lines += _lines_single(r, res, names, aligner.p)
+            else:
+                for b in range(0, len(flat), 2):
+                    lines += _lines_pair((flat[b][2], flat[b + 1][2]), (results[b], results[b + 1]), names, aligner.p)
+            stats.reads += len(flat)
+            stats.mapped += sum(1 for r in results if r.hits)
+            writer.write(lines)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if pool:
+            pool.shutdown()
+    return stats

@@ -1,0 +1,61 @@
+"""``bioseq align``: align reads to an ``.esa`` index, writing SAM (stdout) or BAM."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+HELP = "Align reads (FASTQ/FASTA, gzip or stdin '-') to a `bioseq index`; SAM to stdout or -o out.sam/out.bam."
+
+
+def command(
+    index: Path = typer.Argument(..., help="Index directory from `bioseq index`."),
+    reads: str = typer.Argument(..., help="Reads (FASTQ or FASTA, plain/gzip/xz; '-' for stdin)."),
+    reads2: str = typer.Argument(None, help="Mate reads for paired-end input."),
+    out: str = typer.Option(None, "-o", "--out", help="Output .sam or .bam [default: SAM on stdout]."),
+    threads: int = typer.Option(1, "-t", "--threads", help="Threads."),
+    top_k: int = typer.Option(16, "-k", "--top-k", help="Fragments retrieved per read strand and window."),
+    mode: str = typer.Option("hybrid", "--mode", help="Candidates: emb | emb+vote | hybrid | seed (see docs)."),
+    max_align: int = typer.Option(6, "--max-align", help="Candidates realigned per read."),
+    min_score: int = typer.Option(30, "-T", "--min-score", help="Minimum alignment score to report a hit."),
+    min_len: int = typer.Option(30, "--min-len", help="Reads shorter than this are reported unmapped."),
+    max_insert: int = typer.Option(1000, "--max-insert", help="Largest insert size of a proper pair."),
+    secondary: int = typer.Option(0, "--secondary", help="Secondary alignments to report per read."),
+    batch_size: int = typer.Option(2048, "--batch-size", help="Reads per batch (affects speed, never output)."),
+    encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint [default: the bundled one]."),
+) -> None:
+    """Embed both strands of each read, search the top-K fragments, realign and write SAM/BAM."""
+    import faiss
+    import torch
+
+    from bioseq.align.aligner import Aligner, AlignParams
+    from bioseq.align.encoder import load_encoder
+    from bioseq.align.index import load_index
+    from bioseq.align.pipeline import align_files
+    from bioseq.align.reference import InputError
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    if reads == "-" and reads2 == "-":
+        typer.echo("bioseq align: error: only one of the read inputs can be stdin", err=True)
+        raise typer.Exit(1)
+    try:
+        params = AlignParams(top_k=top_k, mode=mode, max_align=max_align, min_score=min_score, min_len=min_len,
+                             max_insert=max_insert, secondary=secondary)
+        enc = load_encoder(encoder)
+        idx = load_index(index, enc)
+        cl = "bioseq align " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a != "align") if sys.argv else "bioseq align"
+        stats = align_files(Aligner(idx, enc, params), [reads] + ([reads2] if reads2 else []), out, threads,
+                            batch_size, command_line=cl.replace("\t", " "))
+    except (InputError, ValueError, FileNotFoundError) as e:
+        typer.echo(f"bioseq align: error: {e}", err=True)
+        raise typer.Exit(1) from None
+    for ex in stats.examples:
+        typer.echo(f"bioseq align: warning: {ex}", err=True)
+    if stats.problems:
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(stats.problems.items()))
+        typer.echo(f"bioseq align: warning: {sum(stats.problems.values())} reads not aligned ({summary})", err=True)
+    typer.echo(f"bioseq align: {stats.reads} reads, {stats.mapped} mapped", err=True)

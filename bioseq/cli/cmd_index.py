@@ -1,0 +1,43 @@
+"""``bioseq index``: build an embed-search-align index of a reference genome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+HELP = "Build a neural alignment index (.esa) of a reference FASTA."
+
+
+def command(
+    reference: str = typer.Argument(..., help="Reference FASTA (plain, gzip, bgzip or xz)."),
+    out: Path = typer.Option(None, "-o", "--out", help="Index directory [default: <reference>.esa]."),
+    encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint [default: the bundled one]."),
+    fragment_len: int = typer.Option(256, "--fragment-len", help="Reference fragment length (bp)."),
+    stride: int = typer.Option(96, "--stride", help="Fragment stride; reads up to fragment_len - stride bp fit one fragment."),
+    k: int = typer.Option(15, "-k", help="Minimizer k-mer size."),
+    w: int = typer.Option(10, "-w", help="Minimizer window."),
+    hnsw_above: int = typer.Option(100_000, "--hnsw-above", help="Use HNSW instead of an exact index above this many fragments."),
+    threads: int = typer.Option(1, "-t", "--threads", help="Threads."),
+) -> None:
+    """Tile the reference into overlapping fragments, embed them and build the FAISS + seed index."""
+    import faiss
+    import torch
+
+    from bioseq.align.encoder import load_encoder
+    from bioseq.align.index import IndexParams, build_index
+    from bioseq.align.reference import InputError
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    out = out or Path(str(reference).removesuffix(".gz").removesuffix(".xz") + ".esa")
+    try:
+        enc = load_encoder(encoder)
+        params = IndexParams(fragment_len=fragment_len, stride=stride, k=k, w=w, hnsw_above=hnsw_above)
+        m = build_index(reference, out, enc, params)
+    except (InputError, ValueError, FileNotFoundError) as e:
+        typer.echo(f"bioseq index: error: {e}", err=True)
+        raise typer.Exit(1) from None
+    bp = sum(c["length"] for c in m["contigs"])
+    typer.echo(f"{out}: {len(m['contigs'])} contigs, {bp:,} bp, {m['n_fragments']:,} fragments "
+               f"({m['faiss']}), encoder {m['encoder']['fingerprint']}, {m['build_seconds']} s", err=True)
