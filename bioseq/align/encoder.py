@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,10 +93,13 @@ def fingerprint(path: str | Path) -> str:
 
 
 def load_encoder(path: str | Path | None = None, micro_batch: int = 64) -> Encoder:
-    """Load an encoder checkpoint (default: the weights shipped in ``bioseq/assets/esa``)."""
+    """Load an encoder checkpoint (default: ``$BIOSEQ_ESA_ENCODER`` if set, else the weights
+    shipped in ``bioseq/assets/esa``)."""
     from bioseq.models import Embedder
 
-    path = Path(path) if path is not None else DEFAULT_ENCODER
+    if path is None:
+        path = os.environ.get("BIOSEQ_ESA_ENCODER") or DEFAULT_ENCODER
+    path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: no encoder checkpoint (config.json missing)")
     cfg = json.loads((path / "config.json").read_text())

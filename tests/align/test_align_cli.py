@@ -1,0 +1,193 @@
+"""End-to-end behaviour of ``bioseq index`` / ``bioseq align`` on phage lambda."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+
+import pysam
+import pytest
+
+from bioseq import alphabet
+from tests.align.conftest import make_encoder, run_cli, simulate, write_fastq
+
+
+def _records(sam_text: str):
+    return [line.split("\t") for line in sam_text.splitlines() if line and not line.startswith("@")]
+
+
+def _body(sam_text: str) -> str:
+    # the @PG line records the command line, which legitimately differs between runs
+    return "\n".join(line for line in sam_text.splitlines() if not line.startswith("@PG"))
+
+
+def test_sam_is_valid_and_reads_are_placed(tmp_path, lambda_index, lambda_reads, lambda_contig):
+    fq, reads = lambda_reads
+    out = tmp_path / "out.sam"
+    res = run_cli("align", str(lambda_index), str(fq), "-o", str(out))
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    head = [line for line in text.splitlines() if line.startswith("@")]
+    assert head[0].startswith("@HD\tVN:1.6")
+    assert head[1] == f"@SQ\tSN:{lambda_contig.name}\tLN:{lambda_contig.length}\tM5:{lambda_contig.md5}"
+    assert head[-1].startswith("@PG\tID:bioseq")
+    with pysam.AlignmentFile(str(out)) as f:
+        recs = list(f)
+    assert [r.query_name for r in recs] == [r[0] for r in reads]  # one primary line per read, in order
+    truth = {r[0]: r for r in reads}
+    correct = 0
+    for r in recs:
+        assert not r.is_secondary and not r.is_unmapped
+        assert 0 <= r.mapping_quality <= 60
+        correct += abs(r.reference_start + 1 - truth[r.query_name][3]) <= 10
+        # NM and MD agree with the reference, base by base
+        ref = alphabet.decode(lambda_contig.codes[r.reference_start : r.reference_end])
+        assert r.get_reference_sequence().upper() == ref
+        mism = sum(1 for q, p, b in r.get_aligned_pairs(matches_only=True, with_seq=True)
+                   if r.query_sequence[q] != b.upper())
+        ins_del = sum(n for op, n in r.cigartuples if op in (1, 2))
+        assert r.get_tag("NM") == mism + ins_del
+    assert correct >= 0.97 * len(reads)
+    if shutil.which("samtools"):
+        assert subprocess.run(["samtools", "quickcheck", str(out)]).returncode == 0
+        v = subprocess.run(["samtools", "view", "-c", str(out)], capture_output=True, text=True)
+        assert int(v.stdout) == len(reads)
+
+
+def test_reverse_strand_reads(tmp_path, lambda_index, lambda_reads):
+    fq, reads = lambda_reads
+    res = run_cli("align", str(lambda_index), str(fq))
+    assert res.exit_code == 0
+    by_name = {r[0]: r for r in reads}
+    n_rev = 0
+    for rec in _records(res.stdout):
+        name, flag, seq, qual = rec[0], int(rec[1]), rec[9], rec[10]
+        _, orig, oqual, _, strand = by_name[name]
+        assert bool(flag & 16) == bool(strand), name
+        if strand:
+            n_rev += 1
+            assert seq == alphabet.reverse_complement(orig) and qual == oqual[::-1]
+        else:
+            assert seq == orig and qual == oqual
+    assert n_rev == len(reads) // 2
+
+
+def test_output_identical_for_threads_and_batch_size(tmp_path, lambda_index, lambda_reads):
+    fq, _ = lambda_reads
+    outs = []
+    for args in (["-t", "1"], ["-t", "2"], ["-t", "1", "--batch-size", "7"], ["-t", "2", "--batch-size", "33"]):
+        res = run_cli("align", str(lambda_index), str(fq), *args)
+        assert res.exit_code == 0
+        outs.append(_body(res.stdout))
+    assert all(o == outs[0] for o in outs[1:])
+
+
+def test_bam_gzip_and_stdin(tmp_path, lambda_index, lambda_reads):
+    fq, reads = lambda_reads
+    gz = tmp_path / "reads.fq.gz"
+    with open(fq, "rb") as src, gzip.open(gz, "wb") as dst:
+        dst.write(src.read())
+    sam = run_cli("align", str(lambda_index), str(fq)).stdout
+    bam = tmp_path / "out.bam"
+    assert run_cli("align", str(lambda_index), str(gz), "-o", str(bam)).exit_code == 0
+    with pysam.AlignmentFile(str(bam), "rb") as f:
+        from_bam = [(r.query_name, r.flag, r.reference_start + 1, r.cigarstring) for r in f]
+    from_sam = [(r[0], int(r[1]), int(r[3]), r[5]) for r in _records(sam)]
+    assert from_bam == from_sam
+    from typer.testing import CliRunner
+
+    from bioseq.cli import app
+
+    res = CliRunner().invoke(app, ["align", str(lambda_index), "-"], input=fq.read_bytes())
+    assert res.exit_code == 0 and _body(res.stdout) == _body(sam)
+
+
+def test_paired_end(tmp_path, lambda_index, lambda_contig):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    r1, r2, truth = [], [], {}
+    for i in range(40):
+        ins = int(rng.integers(250, 400))
+        s = int(rng.integers(0, lambda_contig.length - ins))
+        frag = lambda_contig.codes[s : s + ins]
+        a = alphabet.decode(frag[:100])
+        b = alphabet.reverse_complement(alphabet.decode(frag[-100:]))
+        if i % 2:  # fragment from the reverse strand: mate 1 is the reverse one
+            a, b = b, a
+        r1.append((f"p{i}", a, "I" * 100))
+        r2.append((f"p{i}", b, "I" * 100))
+        truth[f"p{i}"] = (s + 1, ins)
+    f1, f2 = write_fastq(tmp_path / "r1.fq", r1), write_fastq(tmp_path / "r2.fq", r2)
+    res = run_cli("align", str(lambda_index), str(f1), str(f2))
+    assert res.exit_code == 0, res.output
+    recs = _records(res.stdout)
+    assert len(recs) == 80
+    for a, b in zip(recs[::2], recs[1::2]):
+        fa, fb = int(a[1]), int(b[1])
+        assert a[0] == b[0] and fa & 0x41 == 0x41 and fb & 0x81 == 0x81
+        assert fa & 2 and fb & 2, (a[:9], b[:9])  # proper pair
+        assert bool(fa & 16) != bool(fb & 16) and bool(fa & 32) == bool(fb & 16)
+        assert a[6] == "=" and int(a[7]) == int(b[3]) and int(b[7]) == int(a[3])
+        s, ins = truth[a[0]]
+        assert int(a[8]) == -int(b[8]) and abs(int(a[8])) == ins
+        assert min(int(a[3]), int(b[3])) == s
+
+
+def test_bad_reads_are_reported_unmapped(tmp_path, lambda_index, lambda_contig):
+    good = simulate(lambda_contig, 2, 150, seed=1)
+    reads = [good[0], ("empty", "", "", 0, 0), ("short", "ACGTACGTAC", "IIIIIIIIII", 0, 0),
+             ("allN", "N" * 150, "I" * 150, 0, 0), good[1]]
+    fq = write_fastq(tmp_path / "bad.fq", reads)
+    res = run_cli("align", str(lambda_index), str(fq))
+    assert res.exit_code == 0, res.output
+    recs = _records(res.stdout)
+    assert [r[0] for r in recs] == ["r0_" + good[0][0].split("_", 1)[1], "empty", "short", "allN", good[1][0]]
+    flags = [int(r[1]) for r in recs]
+    assert flags[1] == flags[2] == flags[3] == 4 and not flags[0] & 4 and not flags[4] & 4
+    assert recs[1][9] == "*" and recs[2][9] == "ACGTACGTAC"
+    err = res.stderr
+    assert "record 2 'empty': empty sequence" in err
+    assert "record 3 'short': shorter than the minimum length 30 bp (10 bp)" in err
+    assert "record 4 'allN': all N" in err
+
+
+def test_clear_errors(tmp_path, lambda_index, lambda_fasta, lambda_reads):
+    fq, _ = lambda_reads
+    bad = tmp_path / "bad.fq"
+    bad.write_text("@ok\nACGT\n+\nIIII\n@bad\nACGTZZ\n+\nIIIIII\n")
+    res = run_cli("align", str(lambda_index), str(bad))
+    assert res.exit_code == 1 and "record 2 'bad': invalid nucleotide 'Z' at position 4" in res.stderr
+    bad.write_text("@q\nACGT\n+\nIII\n")
+    res = run_cli("align", str(lambda_index), str(bad))
+    assert res.exit_code == 1 and "quality length 3 != sequence length 4" in res.stderr
+    # an index built by another encoder
+    other = make_encoder(tmp_path / "other", seed=1)
+    res = run_cli("align", str(lambda_index), str(fq), "--encoder", str(other))
+    assert res.exit_code == 1 and "built with encoder" in res.stderr and "rebuild the index" in res.stderr
+    res = run_cli("align", str(tmp_path), str(fq))
+    assert res.exit_code == 1 and "not a bioseq alignment index" in res.stderr
+    # a future format version is refused, not misread
+    copy = tmp_path / "v99.esa"
+    shutil.copytree(lambda_index, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    m["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(m))
+    res = run_cli("align", str(copy), str(fq))
+    assert res.exit_code == 1 and "format_version 99 is not supported" in res.stderr
+    res = run_cli("align", str(lambda_index), str(tmp_path / "missing.fq"))
+    assert res.exit_code == 1 and "missing.fq: no such file" in res.stderr
+    f2 = write_fastq(tmp_path / "mate.fq", [("other", "ACGT" * 20, "I" * 80)])
+    f1 = write_fastq(tmp_path / "one.fq", [("first", "ACGT" * 20, "I" * 80)])
+    res = run_cli("align", str(lambda_index), str(f1), str(f2))
+    assert res.exit_code == 1 and "does not match mate" in res.stderr
+
+
+@pytest.mark.parametrize("mode", ["emb+vote", "seed"])
+def test_modes_run(lambda_index, lambda_reads, mode):
+    fq, reads = lambda_reads
+    res = run_cli("align", str(lambda_index), str(fq), "--mode", mode)
+    assert res.exit_code == 0
+    assert len(_records(res.stdout)) == len(reads)
