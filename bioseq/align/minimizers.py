@@ -51,11 +51,15 @@ def build_table(codes: np.ndarray, k: int, w: int, chunk: int = 1 << 22) -> tupl
     hs, ps = [], []
     n = codes.shape[0]
     for s in range(0, n, chunk):
-        e = min(n, s + chunk + k + w - 2)
-        h, p = minimizers(codes[s:e], k, w)
-        keep = p + s < min(n, s + chunk)  # each position reported by exactly one chunk
+        # windows that can elect a k-mer in [s, s + chunk) start w - 1 k-mers earlier and end
+        # w - 1 k-mers later; each position is then reported by exactly one chunk
+        b = max(0, s - (w - 1))
+        e = min(n, s + chunk + (w - 1) + (k - 1))
+        h, p = minimizers(codes[b:e], k, w)
+        p = p + b
+        keep = (p >= s) & (p < s + chunk)
         hs.append(h[keep])
-        ps.append(p[keep] + s)
+        ps.append(p[keep])
     h, p = np.concatenate(hs), np.concatenate(ps)
     order = np.lexsort((p, h))
     return h[order], p[order]

@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from bioseq import __version__, alphabet
+from bioseq import __version__
 from bioseq.align.aligner import Aligner, AlignParams, Hit, ReadResult, mapq
 from bioseq.align.reference import InputError, Read, read_reads
 from bioseq.align.sam import (
@@ -37,13 +35,6 @@ class Stats:
         self.problems[problem.split(" (")[0]] = self.problems.get(problem.split(" (")[0], 0) + 1
         if len(self.examples) < 5:
             self.examples.append(f"{path}: record {n} {name!r}: {problem}; reported unmapped")
-
-
-def _codes(path, n: int, r: Read) -> np.ndarray:
-    try:
-        return alphabet.encode(r.seq)
-    except alphabet.InvalidBaseError as e:
-        raise InputError(f"{path}: record {n} {r.name!r}: {e}") from None
 
 
 def _batches(paths: list[str], size: int) -> Iterator[list[tuple]]:
@@ -171,7 +162,7 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
             flat = [(n, j, r) for n, recs in batch for j, r in enumerate(recs)]
             prepared, queries, spans = [], [], []
             for n, j, r in flat:
-                problem, strands = aligner.prepare(_codes(paths[j], n, r))
+                problem, strands = aligner.prepare(r.codes)
                 if problem:
                     stats.note(paths[j], n, r.name, problem)
                 q = aligner.queries(strands) if not problem else []

@@ -1,0 +1,146 @@
+"""Unit checks of the aligner's parts against direct reference computations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bioseq import alphabet
+from bioseq.align.aligner import AlignParams, mapq, windows
+from bioseq.align.index import IndexParams, tile
+from bioseq.align.minimizers import SeedTable, build_table, clusters, kmer_hashes, minimizers
+from bioseq.align.simulate import mutate_read
+from tests.conftest import ROOT
+
+
+def naive_minimizers(codes, k, w):
+    h = kmer_hashes(codes, k)
+    pos = set()
+    for s in range(len(h) - w + 1):
+        win = h[s : s + w]
+        j = s + int(np.argmin(win))  # leftmost minimum
+        if h[j] != np.uint64(0xFFFFFFFFFFFFFFFF):
+            pos.add(j)
+    return sorted(pos)
+
+
+def test_kmer_hashes_match_packing(lambda_contig):
+    c = lambda_contig.codes[:200]
+    h = kmer_hashes(c, 5)
+    # equal k-mers hash equal, different k-mers differ (the mix is invertible)
+    kmers = [alphabet.decode(c[i : i + 5]) for i in range(len(c) - 4)]
+    for i in range(len(kmers)):
+        for j in range(i + 1, min(len(kmers), i + 40)):
+            assert (h[i] == h[j]) == (kmers[i] == kmers[j])
+    withn = c.copy()
+    withn[10] = 4
+    hn = kmer_hashes(withn, 5)
+    assert np.all(hn[6:11] == np.uint64(0xFFFFFFFFFFFFFFFF)) and hn[5] == h[5] and hn[11] == h[11]
+
+
+def test_minimizers_and_chunked_table_match_naive(lambda_contig):
+    c = lambda_contig.codes[:3000].copy()
+    c[500:520] = 4
+    _, pos = minimizers(c, 11, 7)
+    assert pos.tolist() == naive_minimizers(c, 11, 7)
+    h, p = build_table(c, 11, 7, chunk=701)  # chunk borders must not add or lose minimizers
+    assert sorted(p.tolist()) == naive_minimizers(c, 11, 7)
+    assert np.all(np.diff(h.astype(np.float64)) >= 0)
+
+
+def test_seed_diagonals_find_the_read(lambda_contig):
+    h, p = build_table(lambda_contig.codes, 15, 10)
+    table = SeedTable(h, p, 15, 10)
+    read = mutate_read(lambda_contig.codes[20000:20150], np.random.default_rng(0), 0.02, 0.0)
+    best_votes, best_diag = clusters(table.diagonals(read))[0]
+    assert best_diag == 20000 and best_votes >= 5
+    rc = alphabet.reverse_complement_codes(read)
+    assert not clusters(table.diagonals(rc)) or clusters(table.diagonals(rc))[0][0] < best_votes
+
+
+@pytest.mark.parametrize("length", [500, 1000, 48502])
+def test_tiling_contains_every_window(length):
+    p = IndexParams(fragment_len=256, stride=96)
+    starts = tile(length, p.fragment_len, p.stride)
+    assert starts[0] == 0 and starts[-1] == max(0, length - 256)
+    for s in range(0, length - p.window + 1, 7):
+        assert np.any((starts <= s) & (starts + 256 >= s + p.window)), s
+
+
+def test_read_windows_cover_the_read():
+    assert windows(150, 160) == [(0, 150)]
+    assert windows(250, 160) == [(0, 160), (90, 160)]
+    assert windows(320, 160) == [(0, 160), (160, 160)]
+
+
+def test_mutation_rates():
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 4, 200_000).astype(np.uint8)
+    sub = mutate_read(ref, rng, 0.02, 0.0)
+    assert sub.shape == ref.shape and abs((sub != ref).mean() - 0.02) < 0.002
+    indel = mutate_read(ref, rng, 0.0, 0.002)
+    assert indel.shape != ref.shape or not np.array_equal(indel, ref)
+
+
+def test_mapq_is_bounded_and_monotone():
+    p = AlignParams()
+    assert mapq(150, 150, 150, p) == 0
+    assert mapq(150, None, 150, p) == 60
+    qs = [mapq(150, xs, 150, p) for xs in range(150, 100, -5)]
+    assert qs == sorted(qs) and max(qs) <= 60 and min(qs) >= 0
+
+
+def test_sanity_training_recipe(tmp_path):
+    """The CI sanity config trains, saves a loadable encoder and reports retrieval metrics."""
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, str(ROOT / "recipes" / "train_esa.py"), "--config",
+                    str(ROOT / "recipes" / "configs" / "esa" / "sanity.yaml"), f"out={out}", "steps=6",
+                    "eval_every=6", "eval_pairs=16", f"data_root={ROOT}"], check=True, cwd=ROOT,
+                   capture_output=True, timeout=300)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 6 and 0 <= m["heldout"]["top1"] <= 1
+    from bioseq.align.encoder import load_encoder
+
+    enc = load_encoder(out / "final")
+    e = enc.embed([lambda_codes := np.array([0, 1, 2, 3] * 20, dtype=np.uint8)], 96)
+    assert e.shape == (1, 32) and abs(np.linalg.norm(e) - 1) < 1e-5
+    # fixed micro-batches: an embedding does not depend on what else is in the batch
+    other = enc.embed([np.zeros(50, np.uint8), lambda_codes, np.ones(70, np.uint8)], 96)
+    assert np.array_equal(other[1], e[0])
+
+
+def test_shipped_encoder_retrieves_reads(lambda_contig):
+    """The bundled encoder (trained without lambda) ranks a read's own fragment high."""
+    from bioseq.align.encoder import DEFAULT_ENCODER, load_encoder
+
+    import torch
+
+    enc = load_encoder(DEFAULT_ENCODER)
+    rng = np.random.default_rng(5)
+    codes = lambda_contig.codes[:12_000]  # 124 fragments keep this test to seconds
+    starts = tile(len(codes), 256, 96)
+    frags = [codes[s : s + 256] for s in starts]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fe = enc.embed(frags, 256)
+        reads, truth = [], []
+        for _ in range(24):
+            f = int(rng.integers(0, len(starts)))
+            off = int(rng.integers(0, 256 - 150 + 1))
+            reads.append(mutate_read(frags[f][off : off + 150], rng, 0.01, 0.0))
+            truth.append(starts[f] + off)
+        re = enc.embed(reads, 160)
+    finally:
+        torch.set_num_threads(threads)
+    ranks = []
+    for q, pos in zip(re, truth):
+        sims = fe @ q
+        contains = (starts <= pos) & (starts + 256 >= pos + 150)
+        ranks.append(int((sims > sims[contains].max()).sum()))
+    # random embeddings would put the true fragment at rank ~ len(starts) / 2 = 62
+    assert np.median(ranks) < 8, ranks
