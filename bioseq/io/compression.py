@@ -70,15 +70,19 @@ def open_binary(path: str | os.PathLike | BinaryIO) -> BinaryIO:
     Returns a binary stream of the decompressed bytes. Decompression errors surface on ``read``;
     :class:`BlockReader` turns them into :class:`SequenceFormatError`.
     """
-    if isinstance(path, (str, os.PathLike)):
-        if str(path) == "-":
-            raw = sys.stdin.buffer
-        else:
-            if not Path(path).exists():
-                raise FileNotFoundError(f"{path}: no such file")
-            raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
-    else:
-        raw = path
+    if isinstance(path, (str, os.PathLike)) and str(path) != "-":
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        # named files: the decompressor opens (and on close, closes) the file itself
+        kind = detect_compression(path)
+        if kind in ("gzip", "bgzip"):
+            return gzip.open(path, "rb")  # type: ignore[return-value]
+        if kind == "xz":
+            return lzma.open(path, "rb")  # type: ignore[return-value]
+        if kind == "bz2":
+            return bz2.open(path, "rb")  # type: ignore[return-value]
+        return open(path, "rb")  # noqa: SIM115 - returned to the caller
+    raw = sys.stdin.buffer if isinstance(path, (str, os.PathLike)) else path
     if not hasattr(raw, "peek"):
         raw = io.BufferedReader(raw)  # type: ignore[arg-type]
     kind = sniff_compression(raw.peek(18)[:18])
