@@ -108,6 +108,8 @@ class XLSTMConfig(BackboneConfig):
             raise ConfigError(f"xlstm: chunk_size must be a power of two, got {self.chunk_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"xlstm: dropout must be in [0, 1), got {self.dropout}")
+        if self.conv1d_kernel_size < 1:
+            raise ConfigError(f"xlstm: conv1d_kernel_size must be >= 1, got {self.conv1d_kernel_size}")
         if self.rc_equivariant:
             if self.complement_map is None:
                 raise ConfigError("xlstm: rc_equivariant needs complement_map")
@@ -331,6 +333,7 @@ class XLSTMBackbone(Backbone):
         return self.forward_hidden(self.embed(input_ids), attention_mask)  # (B, L, d)
 
     def forward_hidden(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        attention_mask = None if attention_mask is None else attention_mask.bool()
         _check_right_padded(attention_mask)
         B, L, d = hidden.shape
         index = _reverse_index(attention_mask, B, L, hidden.device)

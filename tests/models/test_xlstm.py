@@ -41,6 +41,8 @@ def test_config_validation_names_the_problem():
         load_config("xlstm-tiny", backend="cuda-please")
     with pytest.raises(ConfigError, match="num_heads"):
         load_config("xlstm-tiny", num_heads=3)
+    with pytest.raises(ConfigError, match="conv1d_kernel_size"):
+        load_config("xlstm-tiny", conv1d_kernel_size=0)
     for name in ("xlstm-tiny", "xlstm-small", "dna-xlstm-tiny", "prot-xlstm-tiny"):
         assert load_config(name).arch == "xlstm"
 
@@ -157,6 +159,7 @@ def test_right_padding_does_not_change_real_positions(name):
         h = bb(batch, attention_mask=batch != 4)
         assert torch.allclose(h[0, :30], bb(a)[0], atol=1e-5)
         assert torch.allclose(h[1], bb(b)[0], atol=1e-5)
+        assert torch.equal(bb(batch, attention_mask=(batch != 4).long()), h)  # 0/1 masks work too
     with pytest.raises(ValueError, match="right-padded"):
         bb(batch, attention_mask=(batch != 4).flip(1))
 
