@@ -228,6 +228,8 @@ def _build_stack(cfg: XLSTMConfig, linear_kernels: bool = True, context_length: 
         ))
     slstm = None
     if cfg.slstm_at:
+        if cfg.slstm_backend == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("xlstm: slstm_backend='cuda' compiles a CUDA kernel and needs a GPU; use 'vanilla'")
         slstm = sLSTMBlockConfig(
             slstm=sLSTMLayerConfig(
                 backend=cfg.slstm_backend, num_heads=cfg.slstm_num_heads,

@@ -67,6 +67,15 @@ def test_chunkwise_mlstm_equals_the_packages_parallel_form():
         assert torch.allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error messages")
+def test_gpu_backends_fail_clearly_without_a_gpu():
+    x = torch.randn(1, 2, 8, 4)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        _ChunkwiseMLSTM("triton", 16)(x, x, x, x[..., :1], x[..., :1])
+    with pytest.raises(RuntimeError, match="needs a GPU"):
+        build_backbone("xlstm-tiny", slstm_backend="cuda")
+
+
 def test_slstm_scan_equals_the_packages_vanilla_loop():
     from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig
 
