@@ -97,9 +97,15 @@ def default_genome_name(path: str | os.PathLike) -> str:
     return name
 
 
+_MD5_STEP = 1 << 24
+
+
 def sequence_md5(codes: np.ndarray) -> str:
     """MD5 of the uppercase sequence, as SAM ``@SQ M5`` defines it."""
-    return hashlib.md5(DECODE_LUT[codes & CODE_MASK].tobytes()).hexdigest()
+    h = hashlib.md5()
+    for i in range(0, len(codes), _MD5_STEP):  # in slices: no chromosome-sized temporaries
+        h.update(DECODE_LUT[codes[i : i + _MD5_STEP] & CODE_MASK].tobytes())
+    return h.hexdigest()
 
 
 def ambiguous_runs(codes: np.ndarray) -> np.ndarray:

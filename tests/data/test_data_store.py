@@ -281,3 +281,13 @@ def test_committed_v1_store_still_reads(lambda_codes):
     assert s.ambiguous_runs("lambda_head").tolist() == [[2500, 3600], [5100, 5103]]
     w = s.fetch_batch([0, 0, 1], [1000, 3000, 0], 700, ["+", "-", "+"])
     assert decode(w[1]) == decode(reverse_complement_codes(s.fetch(0, 3000, 3700)))
+
+
+def test_md5_of_long_sequences_is_streamed_correctly(monkeypatch, lambda_codes):
+    from bioseq.data import store
+
+    monkeypatch.setattr(store, "_MD5_STEP", 1000)  # many slices on a real genome
+    codes = lambda_codes.copy()
+    codes[5000:9000] |= SOFTMASK
+    assert store.sequence_md5(codes) == hashlib.md5(decode(codes).upper().encode()).hexdigest()
+    assert store.sequence_md5(codes) == "509bdb356475a21077713babc47a4a35"  # samtools dict, NC_001416.1
