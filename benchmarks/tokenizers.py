@@ -119,7 +119,8 @@ def main() -> None:
     conditions = (
         f"genome: {Path(args.fasta).name} ({n:,} bp); windows: {B} x {W} bp; best of {args.repeats}; "
         f"numpy {np.__version__}, HF tokenizers {tokenizers.__version__}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPU cores ({platform.machine()}); HF batch calls use all cores, bioseq one"
+        f"{os.cpu_count()} CPU cores ({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the end; "
+        "HF batch calls use all cores, bioseq one"
     )
     header = "| comparison | input | bioseq MB/s | HF tokenizers MB/s | bioseq / HF |\n|---|---|---:|---:|---:|"
     lines = [f"| {s} | {what} | {a:,.1f} | {b:,.1f} | {r:.2f}x |" for s, what, a, b, r in rows]
