@@ -272,7 +272,9 @@ class Tokenizer:
     def decode(self, ids: Any, *, skip_special_tokens: bool = False) -> str:
         """Ids -> text. Special tokens render as their strings (``[CLS]``) unless skipped; padding
         is always dropped when ``skip_special_tokens``."""
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.ndim > 1:
+            raise TokenizerError(f"decode takes one sequence of ids, got shape {ids.shape}; use decode_batch for a batch")
         self._check_ids(ids)
         special = self._rendered_special(ids)
         if skip_special_tokens:

@@ -11,7 +11,9 @@ HyenaDNA's (``[CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK]``), then ``A C G T
 :class:`BPETokenizer` wraps the trained HF tokenizer in bioseq's API. Input is first normalised by
 the same lookup table as ``dna-char`` (upper case, U -> T, IUPAC ambiguity -> N, errors naming the
 position), so BPE sees only ``ACGTN``; encoding then runs in HF's Rust code (``encode_batch`` is
-multi-threaded). Decoding gathers token bytes with numpy.
+multi-threaded). Decoding gathers token bytes with numpy. Encode training-sized windows (kb to
+tens of kb): without whitespace a whole chromosome is one BPE "word", which HF merges at well
+under 1 MB/s.
 """
 
 from __future__ import annotations

@@ -52,6 +52,8 @@ def test_decode_renders_specials():
     assert tok.decode([0, 7, 3, 8, 1], skip_special_tokens=True) == "AC"
     assert tok.convert_ids_to_tokens([7, 4]) == ["A", "[PAD]"]
     assert tok.convert_tokens_to_ids(["T", "[MASK]"]).tolist() == [10, 3]
+    with pytest.raises(TokenizerError, match="use decode_batch"):
+        tok.decode(np.array([[7, 8], [9, 10]]))
 
 
 @pytest.mark.parametrize("name", CODE_PRESETS)
