@@ -26,7 +26,7 @@ import numpy as np
 
 from bioseq import alphabet
 from bioseq.align.index import Index
-from bioseq.align.minimizers import clusters, votes_in
+from bioseq.align.minimizers import clusters
 
 MODES = ("emb", "emb+vote", "hybrid", "seed")
 _ACGTN = np.frombuffer(b"ACGTNNNNNNNNNNNN", dtype=np.uint8)
@@ -177,48 +177,55 @@ class Aligner:
     def candidates(self, strands, sims, ids, qemb) -> list[tuple]:
         """Ranked candidate windows [(rank key, strand, lo, hi)] in global coordinates."""
         idx, p = self.index, self.p
-        F, W = idx.fragment_len, idx.window
+        F, W, stride = idx.fragment_len, idx.window, int(idx.manifest["stride"])
         L = len(strands[0])
         wins = windows(L, W)
-        cands: dict[tuple[int, int], list] = {}  # (strand, coarse start) -> [sim, votes, lo, hi]
+        nw = len(wins)
         diags = [idx.seeds.diagonals(s) for s in strands] if p.mode != "emb" else None
-        stride = idx.manifest["stride"]
-        q = 0
+        # one row per candidate: sim, votes, lo, hi, read-start range lo_s..hi_s, strand
+        cands: list[tuple] = []
         if p.mode != "seed":
+            offs = np.array([o for o, _ in wins])[:, None]  # (nw, 1)
+            wlen = np.array([w for _, w in wins])[:, None]
             for strand in (0, 1):
-                for o, w in wins:
-                    for sim, f in zip(sims[q], ids[q]):
-                        if f < 0:
-                            continue
-                        fs = int(idx.fragments[f])
-                        c = idx.contig_of(fs)
-                        lo_s, hi_s = fs - o, fs + F - w - o  # read-start range implied by the fragment
-                        key = (strand, (lo_s + stride // 2) // stride)
-                        v = votes_in(diags[strand], lo_s - 8, hi_s + 8) if diags is not None else 0
-                        lo = max(int(idx.offsets[c]), lo_s - p.pad)
-                        hi = min(int(idx.offsets[c + 1]), hi_s + L + p.pad)
-                        old = cands.get(key)
-                        if old is None or (v, sim) > (old[1], old[0]):
-                            cands[key] = [float(sim), v, lo, hi, lo_s, hi_s]
-                    q += 1
+                I = ids[strand * nw : (strand + 1) * nw]  # (nw, K)
+                ok = I >= 0
+                fs = idx.fragments[np.where(ok, I, 0)]
+                lo_s = (fs - offs)[ok]  # read-start range implied by each fragment
+                hi_s = (fs + F - wlen - offs)[ok]
+                sim = sims[strand * nw : (strand + 1) * nw][ok].astype(np.float64)
+                c = np.searchsorted(idx.offsets, fs[ok], "right") - 1
+                if diags is not None:
+                    d = diags[strand]
+                    v = np.searchsorted(d, hi_s + 8, "right") - np.searchsorted(d, lo_s - 8, "left")
+                else:
+                    v = np.zeros(len(lo_s), dtype=np.int64)
+                lo = np.maximum(idx.offsets[c], lo_s - p.pad)
+                hi = np.minimum(idx.offsets[c + 1], hi_s + L + p.pad)
+                # one candidate per coarse locus: the one with most votes, then highest similarity
+                key = (lo_s + stride // 2) // stride
+                order = np.lexsort((-sim, -v, key))
+                first = np.ones(len(order), dtype=bool)
+                first[1:] = key[order][1:] != key[order][:-1]
+                for k in order[first]:
+                    cands.append((float(sim[k]), int(v[k]), int(lo[k]), int(hi[k]), int(lo_s[k]), int(hi_s[k]), strand))
         if p.mode in ("hybrid", "seed"):
             for strand in (0, 1):
                 for v, d in clusters(diags[strand])[: p.seed_clusters]:
                     if v < 2 or not 0 <= d < idx.offsets[-1]:
                         continue
-                    key = (strand, (d + stride // 2) // stride)
-                    if any(k[0] == strand and c[4] - 8 <= d <= c[5] + 8 for k, c in cands.items()):
+                    if any(x[6] == strand and x[4] - 8 <= d <= x[5] + 8 for x in cands):
                         continue  # the embedding search already found this locus
-                    c = idx.contig_of(max(d, 0))
+                    c = idx.contig_of(d)
                     sim = 0.0
                     if qemb is not None:  # similarity of the read to the fragment holding the hit
                         f = max(0, int(np.searchsorted(idx.fragments, d, "right")) - 1)
-                        sim = float(idx.embeddings[f] @ qemb[strand * len(wins)])
+                        sim = float(idx.embeddings[f] @ qemb[strand * nw])
                     lo = max(int(idx.offsets[c]), d - p.pad)
                     hi = min(int(idx.offsets[c + 1]), d + L + p.pad)
-                    cands[key] = [sim, v, lo, hi, d, d]
+                    cands.append((sim, v, lo, hi, d, d, strand))
         ranked = []
-        for (strand, _), (sim, v, lo, hi, _, _) in cands.items():
+        for sim, v, lo, hi, _, _, strand in cands:
             rank = (-sim, lo) if p.mode == "emb" else (-v, -sim, lo)
             ranked.append((rank, strand, lo, hi))
         ranked.sort()
