@@ -81,8 +81,9 @@ def tile(length: int, fragment_len: int, stride: int) -> np.ndarray:
 
 
 def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params: IndexParams | None = None,
-                progress: bool = True) -> dict:
-    """Build an index for ``reference`` (FASTA, plain/gzip/xz) with ``encoder`` into ``out``."""
+                progress: bool = True, block: int | None = None) -> dict:
+    """Build an index for ``reference`` (FASTA, plain/gzip/xz) with ``encoder`` into ``out``.
+    ``block`` fragments are embedded per progress step (and per process when distributed)."""
     import faiss
     from tqdm import tqdm
 
@@ -95,10 +96,24 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
                              for c, off in zip(contigs, offsets[:-1])])
     ends = np.minimum(starts + params.fragment_len, np.repeat(offsets[1:], [len(tile(c.length, params.fragment_len, params.stride)) for c in contigs]))
     emb = np.empty((len(starts), encoder.dim), dtype=np.float32)
-    block = encoder.micro_batch * 16
-    for s in tqdm(range(0, len(starts), block), desc="embedding fragments", unit="blk", disable=not progress):
+    block = block or encoder.micro_batch * 16
+    rank, world, state = _distributed()
+    # under `accelerate launch` every process embeds every world-th block; embeddings do not
+    # depend on batching (fixed micro-batches), so the gathered result equals one process's
+    mine = list(range(0, len(starts), block))[rank::world]
+    done = []
+    for s in tqdm(mine, desc="embedding fragments", unit="blk", disable=not progress or rank != 0):
         e = min(len(starts), s + block)
-        emb[s:e] = encoder.embed([ref[a:b] for a, b in zip(starts[s:e], ends[s:e])], params.fragment_len)
+        done.append((s, encoder.embed([ref[a:b] for a, b in zip(starts[s:e], ends[s:e])], params.fragment_len)))
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        done = gather_object(done)
+    for s, x in done:
+        emb[s : s + len(x)] = x
+    if rank != 0:  # only the main process writes the index
+        state.wait_for_everyone()
+        return {}
     if len(starts) > params.hnsw_above:
         index = faiss.IndexHNSWFlat(encoder.dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
@@ -139,7 +154,19 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    if world > 1:
+        state.wait_for_everyone()
     return manifest
+
+
+def _distributed() -> tuple[int, int, object]:
+    """(rank, world size, accelerate state) when launched with several processes, else (0, 1, None)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, None
+    from accelerate import PartialState
+
+    state = PartialState()
+    return state.process_index, state.num_processes, state
 
 
 @dataclass

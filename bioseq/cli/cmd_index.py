@@ -19,8 +19,12 @@ def command(
     w: int = typer.Option(10, "-w", help="Minimizer window."),
     hnsw_above: int = typer.Option(100_000, "--hnsw-above", help="Use HNSW instead of an exact index above this many fragments."),
     threads: int = typer.Option(1, "-t", "--threads", help="Threads."),
+    block: int = typer.Option(1024, "--block", help="Fragments per embedding block (the unit split across processes)."),
 ) -> None:
-    """Tile the reference into overlapping fragments, embed them and build the FAISS + seed index."""
+    """Tile the reference into overlapping fragments, embed them and build the FAISS + seed index.
+
+    Under `accelerate launch --num_processes N -m bioseq index ...` the fragments are embedded by N
+    processes (CPU or GPU) and gathered; the index is identical to a single-process build."""
     import faiss
     import torch
 
@@ -34,10 +38,12 @@ def command(
     try:
         enc = load_encoder(encoder)
         params = IndexParams(fragment_len=fragment_len, stride=stride, k=k, w=w, hnsw_above=hnsw_above)
-        m = build_index(reference, out, enc, params)
+        m = build_index(reference, out, enc, params, block=block)
     except (InputError, ValueError, FileNotFoundError) as e:
         typer.echo(f"bioseq index: error: {e}", err=True)
         raise typer.Exit(1) from None
+    if not m:  # a non-main process of a distributed build
+        return
     bp = sum(c["length"] for c in m["contigs"])
     typer.echo(f"{out}: {len(m['contigs'])} contigs, {bp:,} bp, {m['n_fragments']:,} fragments "
                f"({m['faiss']}), encoder {m['encoder']['fingerprint']}, {m['build_seconds']} s", err=True)

@@ -144,3 +144,22 @@ def test_shipped_encoder_retrieves_reads(lambda_contig):
         ranks.append(int((sims > sims[contains].max()).sum()))
     # random embeddings would put the true fragment at rank ~ len(starts) / 2 = 62
     assert np.median(ranks) < 8, ranks
+
+
+@pytest.mark.slow
+def test_distributed_index_equals_single_process(tmp_path, lambda_fasta):
+    """`accelerate launch --num_processes 2 bioseq index` writes the same index as one process."""
+    import os
+    import shutil
+
+    if not shutil.which("accelerate", path=os.path.dirname(sys.executable)):
+        pytest.skip("accelerate launcher not installed")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    base = [str(lambda_fasta), "--block", "128"]
+    subprocess.run([sys.executable, "-m", "bioseq", "index", *base, "-o", str(tmp_path / "one.esa")],
+                   check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--cpu",
+                    "--num_processes", "2", "-m", "bioseq", "index", *base, "-o", str(tmp_path / "two.esa")],
+                   check=True, env=env, capture_output=True, timeout=600)
+    for name in ("embeddings.npy", "faiss.index", "fragments.npy", "minimizers.npz"):
+        assert (tmp_path / "one.esa" / name).read_bytes() == (tmp_path / "two.esa" / name).read_bytes(), name
