@@ -589,8 +589,8 @@ class GenomeStore:
                 raise TypeError(f"strands must be '+'/'-' strings or booleans (True = minus), not {strands.dtype}")
             if minus.shape != (n,):
                 raise ValueError(f"fetch_batch: {minus.size} strands for {n} windows")
-            if minus.any():
-                out[minus] = COMPLEMENT_LUT[out[minus][:, ::-1]]
+            if minus.any():  # np.take: ~2x faster than fancy indexing a lookup table
+                out[minus] = np.take(COMPLEMENT_LUT, out[minus])[:, ::-1]
         return out
 
     def info(self) -> list[dict[str, Any]]:

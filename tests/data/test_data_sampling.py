@@ -147,3 +147,20 @@ def test_dataset_transform_and_plain_indices(two_genome_store):
     assert torch.equal(item["seq"], ds[(4, 3)]["seq"])
     with pytest.raises(ValueError, match="rank 3 not in"):
         DistributedWindowSampler(ds, num_replicas=2, rank=3)
+
+
+def test_batched_sampler_gives_the_same_batches_and_resumes(two_genome_store):
+    ds = GenomeWindowDataset(two_genome_store, 200, seed=9, samples_per_epoch=100)
+    per_sample = _run(ds, 0, world=2, rank=1, epoch=3, batch=8)
+    sampler = DistributedWindowSampler(ds, num_replicas=2, rank=1, epoch=3, batch_size=8)
+    assert len(sampler) == 7  # 50 samples: 6 full batches and one of 2
+    batched = list(DataLoader(ds, batch_size=None, sampler=sampler))
+    assert len(batched) == len(per_sample) == 7
+    for x, y in zip(per_sample, batched, strict=True):
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    sampler.set_epoch(3, start=16)
+    resumed = list(DataLoader(ds, batch_size=None, sampler=sampler, num_workers=2, multiprocessing_context="fork"))
+    assert all(torch.equal(x["seq"], y["seq"]) for x, y in zip(batched[2:], resumed, strict=True))
+    assert len(DistributedWindowSampler(ds, num_replicas=2, rank=1, batch_size=8, drop_last=True)) == 6
+    with pytest.raises(TypeError, match="batch_size=None"):
+        list(DataLoader(ds, batch_size=4, sampler=sampler))
