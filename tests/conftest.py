@@ -61,3 +61,26 @@ def lambda_token_ids(lambda_fasta: Path):
     codes = alphabet.encode(seq) & alphabet.CODE_MASK
     ids = np.where(codes < 4, codes.astype(np.int64) + 7, 11)  # ACGT -> 7..10, anything else -> N
     return torch.from_numpy(ids)
+
+
+@pytest.fixture(scope="session")
+def train_clm(lambda_token_ids):
+    """``train_clm(model, steps, batch, length, lr, seed) -> losses``: AdamW steps of causal-LM
+    training on random windows of the lambda genome (real-DNA smoke training for backbones)."""
+    import torch
+
+    def run(model, steps: int = 20, batch: int = 4, length: int = 256, lr: float = 2e-3, seed: int = 0) -> list[float]:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        g = torch.Generator().manual_seed(seed)
+        losses = []
+        for _ in range(steps):
+            starts = torch.randint(0, len(lambda_token_ids) - length, (batch,), generator=g).tolist()
+            ids = torch.stack([lambda_token_ids[s : s + length] for s in starts])
+            loss = model(ids, labels=ids).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    return run

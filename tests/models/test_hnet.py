@@ -103,42 +103,24 @@ def test_router_gets_gradient_from_the_language_model_loss_alone():
         assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
 
 
-def _train_fraction(target: float, ids: torch.Tensor, steps: int = 30) -> float:
+def _train_fraction(target: float, train_clm) -> float:
     torch.manual_seed(0)
     model = CausalLM(build_backbone("hnet-1stage-tiny", vocab_size=12, target_ratio=[target], ratio_loss_weight=1.0))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        starts = torch.randint(0, len(ids) - 128, (4,), generator=g).tolist()
-        batch = torch.stack([ids[s : s + 128] for s in starts])
-        loss = model(batch, labels=batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_clm(model, steps=30, batch=4, length=128, lr=3e-3)
     return float(model.backbone.boundary_fraction[0])
 
 
-def test_compression_follows_the_ratio_loss_target(lambda_token_ids):
-    f2, f6 = _train_fraction(2.0, lambda_token_ids), _train_fraction(6.0, lambda_token_ids)
+def test_compression_follows_the_ratio_loss_target(train_clm):
+    f2, f6 = _train_fraction(2.0, train_clm), _train_fraction(6.0, train_clm)
     assert abs(f2 - 1 / 2) < 0.15, f2
     assert abs(f6 - 1 / 6) < 0.1, f6
 
 
 @pytest.mark.parametrize("name", ["hnet-1stage-tiny", "hnet-2stage-tiny"])
-def test_trains_on_lambda_genome_with_falling_loss(name, lambda_token_ids):
+def test_trains_on_lambda_genome_with_falling_loss(name, train_clm):
     torch.manual_seed(0)
     model = CausalLM(build_backbone(name, vocab_size=12))
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(1)
-    losses = []
-    for _ in range(20):
-        starts = torch.randint(0, len(lambda_token_ids) - 192, (4,), generator=g).tolist()
-        batch = torch.stack([lambda_token_ids[s : s + 192] for s in starts])
-        loss = model(batch, labels=batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_clm(model, steps=20, batch=4, length=192, seed=1)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[0] > 2.0
     assert sum(losses[-5:]) / 5 < 0.65 * losses[0]  # from ln 12 towards ln 4 = 1.386
