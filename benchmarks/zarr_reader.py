@@ -14,6 +14,9 @@ For 1 kb and 32 kb windows at uniformly random positions it times
   batch, so every batch reads and decompresses all the chunks it touches), for the plain and the
   sharded (64 chunks per shard) store;
 
+- ``DataLoader``: :class:`GenomeWindowDataset` end to end (sampling, reverse complement on half
+  the windows, tensors) with the batched sampler and with per-sample collation, 0 workers;
+
 and prints windows/s with ratios against pyfaidx, plus the store size against the gzip FASTA.
 Single process, single thread for numpy; pyfaidx reads a plain FASTA that is in the page cache.
 """
@@ -94,6 +97,20 @@ def measure(store, sharded, contig, rec, zarr_arr, L: int, n: int, seconds: floa
         state["k"] = (state["k"] + 1) % len(batches)
         sharded.fetch_batch(ids, batches[state["k"]], L, strands)
 
+    from torch.utils.data import DataLoader
+
+    from bioseq.data import DistributedWindowSampler, GenomeWindowDataset
+
+    ds = GenomeWindowDataset(store.url, L, seed=0, samples_per_epoch=16 * n)
+
+    def loader_batched():  # the training input path: sample + read + tensors, one item per batch
+        for _ in DataLoader(ds, batch_size=None, sampler=DistributedWindowSampler(ds, batch_size=n)):
+            pass
+
+    def loader_per_sample():  # the same batches through per-sample collation
+        for _ in DataLoader(ds, batch_size=n, sampler=DistributedWindowSampler(ds)):
+            pass
+
     ref = rate(pyfaidx_str, len(some), seconds)
     rows = [
         ("pyfaidx (str)", ref),
@@ -103,6 +120,8 @@ def measure(store, sharded, contig, rec, zarr_arr, L: int, n: int, seconds: floa
         (f"store.fetch_batch x{n}, cold cache", rate(batch_cold, n, seconds)),
         (f"store.fetch_batch x{n}, cold cache, sharded store", rate(batch_cold_sharded, n, seconds)),
         (f"store.fetch_batch x{n}, warm cache", rate(batch_warm, n, seconds)),
+        (f"DataLoader, batched sampler x{n} (sampling, rc, tensors)", rate(loader_batched, 16 * n, seconds)),
+        (f"DataLoader, per-sample collate x{n}", rate(loader_per_sample, 16 * n, seconds)),
     ]
     # what was timed must be correct reads
     check = store.fetch_batch(ids[:8], batches[0][:8], L)

@@ -251,6 +251,23 @@ def build_store(
 # reading
 # ---------------------------------------------------------------------------------------------
 
+_COMPLEMENT_BYTES = COMPLEMENT_LUT.tobytes()
+
+
+def _reverse_complement_rows(out: np.ndarray, rows: np.ndarray) -> None:
+    """Reverse-complement rows of ``out`` (N, L) in place.
+
+    ``bytes.translate`` on ~256 KiB groups of rows: a numpy lookup-table gather casts the uint8
+    codes to 8-byte indices first and runs several times slower on long windows.
+    """
+    step = max(1, (1 << 18) // max(out.shape[1], 1))
+    for a in range(0, len(rows), step):
+        r = rows[a : a + step]
+        sub = out[r]  # (k, L) copy
+        comp = np.frombuffer(sub.tobytes().translate(_COMPLEMENT_BYTES), dtype=np.uint8).reshape(sub.shape)
+        out[r] = comp[:, ::-1]
+
+
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -589,8 +606,7 @@ class GenomeStore:
                 raise TypeError(f"strands must be '+'/'-' strings or booleans (True = minus), not {strands.dtype}")
             if minus.shape != (n,):
                 raise ValueError(f"fetch_batch: {minus.size} strands for {n} windows")
-            if minus.any():  # np.take: ~2x faster than fancy indexing a lookup table
-                out[minus] = np.take(COMPLEMENT_LUT, out[minus])[:, ::-1]
+            _reverse_complement_rows(out, np.flatnonzero(minus))
         return out
 
     def info(self) -> list[dict[str, Any]]:
