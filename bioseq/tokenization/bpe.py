@@ -82,8 +82,12 @@ class BPETokenizer(Tokenizer):
         return np.asarray(self.hf.encode(self.normalize(seq), add_special_tokens=False).ids, dtype=np.int64)
 
     def encode_codes(self, codes: np.ndarray) -> np.ndarray:
-        """Genome-store ``uint8`` codes (1-D) -> ids, no specials."""
-        return self._encode_body(alphabet.decode(np.asarray(codes, dtype=np.uint8), keep_case=False))
+        """Genome-store ``uint8`` codes (1-D) -> ids, no specials. BPE rows differ in length, so
+        a ``(B, L)`` batch goes through :meth:`encode_batch` (decode the codes first)."""
+        codes = np.asarray(codes)
+        if codes.dtype != np.uint8 or codes.ndim != 1:
+            raise TypeError(f"BPE encode_codes takes one 1-D uint8 code array, got {codes.dtype} {codes.shape}")
+        return self._encode_body(alphabet.decode(codes, keep_case=False))
 
     def _encode_bodies(self, seqs) -> tuple[np.ndarray, np.ndarray]:
         # HF's multi-threaded encode_batch does the BPE; bioseq pads and adds specials

@@ -94,42 +94,44 @@ class KmerTokenizer(Tokenizer):
         return self._encode_codes(codes)
 
     def encode_codes(self, codes: np.ndarray) -> np.ndarray:
-        """Genome-store ``uint8`` codes (1-D, soft-mask bit ignored) -> ids, no specials."""
+        """Genome-store ``uint8`` codes -> ids, no specials, soft-mask bit ignored. ``(L,)`` gives
+        ``(T,)``; a batch of equal windows ``(B, L)`` gives ``(B, T)`` in one vectorised pass."""
         codes = np.asarray(codes)
-        if codes.dtype != np.uint8 or codes.ndim != 1:
-            raise TypeError(f"codes must be a 1-D uint8 array (bioseq.alphabet), got {codes.dtype} {codes.shape}")
+        if codes.dtype != np.uint8 or codes.ndim not in (1, 2):
+            raise TypeError(f"codes must be a 1-D or 2-D uint8 array (bioseq.alphabet), got {codes.dtype} {codes.shape}")
         bad = (codes & alphabet.CODE_MASK) > 15
         if bad.any():
-            pos = int(np.argmax(bad))
-            raise TokenizerError(f"invalid nucleotide code {int(codes[pos])} at position {pos} (tokenizer {self.name!r})")
+            where = np.unravel_index(int(np.argmax(bad)), codes.shape)
+            row = f"row {where[0]}, " if codes.ndim == 2 else ""
+            raise TokenizerError(f"invalid nucleotide code {int(codes[where])} at {row}position {where[-1]} (tokenizer {self.name!r})")
         return self._encode_codes(codes)
 
     def _encode_codes(self, codes: np.ndarray) -> np.ndarray:
-        c = (codes & alphabet.CODE_MASK).astype(np.int64)  # (L,) 0-3 ACGT, 4+ anything else
-        L, k, s = len(c), self.k, self.stride
+        c = (codes & alphabet.CODE_MASK).astype(np.int64)  # (..., L) 0-3 ACGT, 4+ anything else
+        L, k, s = c.shape[-1], self.k, self.stride
         n_win = (L - k) // s + 1 if L >= k else 0
         covered = (n_win - 1) * s + k if n_win else 0
-        idx = np.zeros(n_win, dtype=np.int64)
-        nonacgt = np.zeros(n_win, dtype=bool)
+        idx = np.zeros(c.shape[:-1] + (n_win,), dtype=np.int64)
+        nonacgt = np.zeros(idx.shape, dtype=bool)
         for j in range(k):  # k shift-adds over strided views: column j of every window
-            col = c[j : j + (n_win - 1) * s + 1 : s] if n_win else c[:0]
+            col = c[..., j : j + (n_win - 1) * s + 1 : s] if n_win else c[..., :0]
             idx = (idx << 2) | (col & 3)
             nonacgt |= col > 3
         ids = self.kmer_offset + idx
         if nonacgt.any():
             if self.n_policy == "error":
-                w = int(np.argmax(nonacgt))
-                start = w * s
-                off = int(np.argmax(c[start : start + k] > 3))
-                pos = start + off
+                *row, w = np.unravel_index(int(np.argmax(nonacgt)), nonacgt.shape)
+                window = c[tuple(row)][w * s : w * s + k]
+                pos = w * s + int(np.argmax(window > 3))
+                base = alphabet.decode(codes[tuple(row)][pos : pos + 1])
+                where = f"row {row[0]}, " if row else ""
                 raise TokenizerError(
-                    f"non-ACGT base {alphabet.decode(codes[pos:pos + 1])!r} at position {pos} in k-mer window {w} "
+                    f"non-ACGT base {base!r} at {where}position {pos} in k-mer window {w} "
                     f"(tokenizer {self.name!r}, n_policy='error')"
                 )
             ids[nonacgt] = self.unk_token_id
-        tail = c[covered:]
-        tail_ids = _SINGLE + np.minimum(tail, 4)  # leftover bases as A C G T N
-        return np.concatenate([ids, tail_ids])
+        tail_ids = _SINGLE + np.minimum(c[..., covered:], 4)  # leftover bases as A C G T N
+        return np.concatenate([ids, tail_ids], axis=-1)
 
     # ------------------------------------------------------------------ decode
     def _rendered_special(self, ids: np.ndarray) -> np.ndarray:

@@ -54,6 +54,8 @@ def test_save_load_and_errors(lambda_bpe, tmp_path, lambda_genome):
         lambda_bpe.encode("ACGXT")
     with pytest.raises(TokenizerError, match="no reverse complement"):
         lambda_bpe.reverse_complement([7, 8])
+    with pytest.raises(TypeError, match="1-D uint8"):
+        lambda_bpe.encode_codes(alphabet.encode("ACGTACGT").reshape(2, 4))
     with pytest.raises(ValueError, match="vocab_size must be at least 12"):
         train_bpe([alphabet.encode("ACGT")], vocab_size=8)
 

@@ -87,6 +87,17 @@ def test_reverse_complement_exact_without_tail(seq, k, data):
     assert np.array_equal(cmap[cmap], np.arange(tok.vocab_size))
 
 
+@pytest.mark.parametrize("k,stride", [(1, 1), (3, 1), (4, 4), (6, 4)])
+def test_codes_batch_equals_rows(k, stride, lambda_genome):
+    tok = cached(k, stride)
+    codes = alphabet.encode(lambda_genome[: 8 * 101].lower()).reshape(8, 101)
+    codes[3, 50] = alphabet.N_CODE
+    batch = tok.encode_codes(codes)
+    assert batch.shape[0] == 8
+    for row, c in zip(batch, codes, strict=True):
+        assert np.array_equal(row, tok.encode_codes(c))
+
+
 def test_errors():
     tok = KmerTokenizer(4, 4, n_policy="error")
     with pytest.raises(TokenizerError, match=r"non-ACGT base 'N' at position 6 in k-mer window 1"):
@@ -95,6 +106,8 @@ def test_errors():
         KmerTokenizer(3).encode("ACZ")
     with pytest.raises(TokenizerError, match="single-nucleotide tail"):
         KmerTokenizer(3, 3).reverse_complement(KmerTokenizer(3, 3).encode("ACGTA", add_special_tokens=False))
+    with pytest.raises(TokenizerError, match=r"non-ACGT base 'N' at row 1, position 3 in k-mer window 0"):
+        tok.encode_codes(alphabet.encode("ACGTACGTAC" + "GTANGTACGT").reshape(2, 10))
     with pytest.raises(ValueError, match="k must be in 1..8"):
         KmerTokenizer(9)
     with pytest.raises(ValueError, match="stride"):
