@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,8 @@ def encode(
         if mod is not None and not is_multi:
             raise TokenizerError(f"--modality applies to multi-omic tokenizers, not {tok.name!r}")
         is_file = source == "-" or Path(source).is_file()
+        if not is_file and ("/" in source or re.search(r"\.(fa|fasta|fna|faa|gz|xz|bz2)$", source, re.IGNORECASE)):
+            raise FileNotFoundError(f"{source}: no such file (and not a sequence)")
         items = _records(source, protein) if is_file else iter([("", source)])
 
         def ids_of(seq) -> object:

@@ -47,6 +47,8 @@ def test_errors_name_file_record_position(tmp_path):
     fa.write_text(">p1\nMKV\n>p2\nMK*V\n")
     r = run("encode", "-t", "protein-esm", str(fa))
     assert r.exit_code == 1 and f"{fa}: record 'p2': invalid protein character '*' at position 2" in r.output
+    r = run("encode", str(tmp_path / "missing.fa.gz"))
+    assert r.exit_code == 1 and "missing.fa.gz: no such file" in r.output
     r = run("encode", "-t", "nope", "ACGT")
     assert r.exit_code == 1 and "unknown tokenizer 'nope'" in r.output
     bad = tmp_path / "bad.fa"
