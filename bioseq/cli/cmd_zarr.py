@@ -36,7 +36,7 @@ def build(
             chunks_per_shard=chunks_per_shard if shard else None,
             compression=compression, level=level, progress=True,
         )
-    except (SequenceFormatError, FileNotFoundError, ValueError) as e:
+    except (SequenceFormatError, FileNotFoundError, FileExistsError, ValueError) as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         raise typer.Exit(1) from None
     store = GenomeStore.open(out)

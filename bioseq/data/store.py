@@ -160,6 +160,7 @@ def build_store(
 
     Raises:
         SequenceFormatError: malformed FASTA, or a contig name repeated within one genome.
+        FileExistsError: ``out`` exists and is not a genome store (it is never replaced).
     """
     import zarr
 
@@ -176,6 +177,14 @@ def build_store(
         if not f.exists():
             raise FileNotFoundError(f"{f}: no such file")
     codecs = _codecs(compression, level)
+    out = Path(out)
+    if out.exists():  # rebuilding replaces a store, never anything else that happens to be there
+        try:
+            _read_root_metadata(str(out), None)
+        except (StoreFormatError, FileNotFoundError, NotADirectoryError) as e:
+            raise FileExistsError(
+                f"{out} exists and is not a {FORMAT_NAME} ({e}); remove it or choose another path"
+            ) from None
 
     bar = None
     if progress:
@@ -183,7 +192,6 @@ def build_store(
 
         bar = tqdm(total=sum(f.stat().st_size for f in fastas), unit="B", unit_scale=True, desc="zarr build")
 
-    out = Path(out)
     with atomic_dir(out) as tmp:
         root = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w", zarr_format=3)
         contigs: list[dict[str, Any]] = []

@@ -291,3 +291,15 @@ def test_md5_of_long_sequences_is_streamed_correctly(monkeypatch, lambda_codes):
     codes[5000:9000] |= SOFTMASK
     assert store.sequence_md5(codes) == hashlib.md5(decode(codes).upper().encode()).hexdigest()
     assert store.sequence_md5(codes) == "509bdb356475a21077713babc47a4a35"  # samtools dict, NC_001416.1
+
+
+def test_build_never_replaces_something_that_is_not_a_store(tmp_path, lambda_fasta):
+    precious = tmp_path / "results"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a bioseq-genome-store"):
+        build_store([lambda_fasta], precious)
+    (tmp_path / "file.zarr").write_text("x")
+    with pytest.raises(FileExistsError):
+        build_store([lambda_fasta], tmp_path / "file.zarr")
+    assert (precious / "notes.txt").read_text() == "keep me" and (tmp_path / "file.zarr").read_text() == "x"
