@@ -191,3 +191,29 @@ def test_modes_run(lambda_index, lambda_reads, mode):
     res = run_cli("align", str(lambda_index), str(fq), "--mode", mode)
     assert res.exit_code == 0
     assert len(_records(res.stdout)) == len(reads)
+
+
+def test_repeats_get_mapq_zero_and_secondary_lines(tmp_path, lambda_contig):
+    """A read from a duplicated segment: AS == XS, MAPQ 0, and --secondary reports the other copy."""
+    seg = alphabet.decode(lambda_contig.codes[30_000:30_600])
+    a = alphabet.decode(lambda_contig.codes[:4000]) + seg + alphabet.decode(lambda_contig.codes[4000:6000])
+    b = alphabet.decode(lambda_contig.codes[10_000:12_000]) + seg + alphabet.decode(lambda_contig.codes[12_000:13_000])
+    fa = tmp_path / "rep.fa"
+    fa.write_text(f">a\n{a}\n>b\n{b}\n")
+    idx = tmp_path / "rep.esa"
+    assert run_cli("index", str(fa), "-o", str(idx)).exit_code == 0
+    read = seg[200:350]
+    uniq = a[1000:1150]
+    fq = write_fastq(tmp_path / "r.fq", [("rep", read, "I" * 150), ("uniq", uniq, "I" * 150)])
+    res = run_cli("align", str(idx), str(fq), "--secondary", "1")
+    assert res.exit_code == 0, res.output
+    recs = _records(res.stdout)
+    assert [(r[0], int(r[1]) & 0x100) for r in recs] == [("rep", 0), ("rep", 0x100), ("uniq", 0)]
+    prim, sec, u = recs
+    assert int(prim[4]) == 0 and "AS:i:150" in prim and "XS:i:150" in prim
+    assert {(prim[2], int(prim[3])), (sec[2], int(sec[3]))} == {("a", 4201), ("b", 2201)}
+    assert sec[9] == "*" and int(u[4]) == 60 and (u[2], int(u[3])) == ("a", 1001)
+    if shutil.which("samtools"):
+        out = tmp_path / "rep.sam"
+        out.write_text(res.stdout)
+        assert subprocess.run(["samtools", "quickcheck", str(out)]).returncode == 0
