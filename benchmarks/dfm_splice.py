@@ -50,17 +50,18 @@ OUT = Path(__file__).resolve().parent / "results" / "dfm"
 
 
 class EvalCNN(nn.Module):
-    """Independent evaluation classifier on clean one-hot sequences (max-pooled convolutions)."""
+    """Independent evaluation classifier on clean one-hot sequences: one convolution, then a
+    position-aware dense layer (splice signals sit at fixed offsets from the junction)."""
 
-    def __init__(self, n_classes: int = 3, d: int = 64, emb: int = 32) -> None:
+    def __init__(self, n_classes: int = 3, L: int = 60, d: int = 32, emb: int = 32) -> None:
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv1d(4, d, 7, padding=3), nn.ReLU(), nn.Conv1d(d, d, 7, padding=3), nn.ReLU())
-        self.emb = nn.Sequential(nn.Linear(2 * d, emb), nn.ReLU())
+        self.conv = nn.Sequential(nn.Conv1d(4, d, 7, padding=3), nn.ReLU(), nn.Dropout(0.2))
+        self.emb = nn.Sequential(nn.Linear(d * L, emb), nn.ReLU())
         self.out = nn.Linear(emb, n_classes)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         h = self.conv(F.one_hot(ids, 4).float().transpose(1, 2))  # (B, d, L)
-        return self.emb(torch.cat([h.mean(-1), h.amax(-1)], -1))  # (B, emb)
+        return self.emb(h.flatten(1))  # (B, emb)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.out(self.embed(ids))

@@ -55,6 +55,8 @@ def command(
             clf = load_module(classifier)
         except (FileNotFoundError, ValueError, KeyError) as e:
             fail(f"cannot load classifier {classifier}: {e}")
+        if clf.config.get("num_labels") != flow.num_classes:
+            fail(f"classifier {classifier} has {clf.config.get('num_labels')} classes, the model {flow.num_classes}")
     try:
         g = Guidance(scale=guidance, mode=guidance_mode, classifier=clf)
         torch.manual_seed(seed)

@@ -11,8 +11,8 @@ Class conditioning for classifier-free guidance: ``num_classes`` real classes pl
 
 * :class:`DilatedCNN` -- the paper's denoiser: a width-9 convolution stack with dilations
   1, 1, 4, 16, 64, time and class added before every block, residual connections.
-* :class:`MLPDenoiser` -- a per-position MLP (positions interact only through nothing: for the toy
-  task, whose positions are independent).
+* :class:`MLPDenoiser` -- a per-position MLP with a position embedding (positions do not interact;
+  meant for the toy task, whose positions are independent).
 * :class:`BackboneDenoiser` -- any bidirectional backbone of :mod:`bioseq.models` that implements
   ``forward_hidden``: a linear input projection replaces its token embedding.
 * :class:`NoisyClassifier` -- the CNN trunk pooled to class logits, trained on ``x_t`` for
@@ -136,11 +136,17 @@ class MLPDenoiser(Denoiser):
         self.cond = _Conditioning(d, num_classes)
         self.pos = nn.Parameter(torch.zeros(seq_len, d))
         self.inp = nn.Linear(2 * K, d)
+        # FiLM: the conditioning also scales the input projection, so products such as t * log x
+        # (the Dirichlet path's log-likelihood of each vertex) are one layer away
+        self.film = nn.Linear(d, d)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
         self.layers = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d)) for _ in range(n_layer))
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, K))
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.inp(simplex_features(x.float())) + self.pos[: x.shape[1]] + self.cond(tau, cls)[:, None]  # (B, L, d)
+        c = self.cond(tau, cls)[:, None]  # (B, 1, d)
+        h = self.inp(simplex_features(x.float())) * (1 + self.film(c)) + self.pos[: x.shape[1]] + c  # (B, L, d)
         for layer in self.layers:
             h = h + layer(h)
         return self.out(h)  # (B, L, K)

@@ -86,7 +86,8 @@ class FlowModel(nn.Module):
         alphabet: one character per simplex vertex (``"ACGT"`` for DNA).
         class_names: names of the conditioning classes (empty: unconditional).
         kind: ``"flow"`` or ``"distilled"``.
-        t_max / decode defaults used by the sampler are the path's ``t_max`` and ``decode``.
+        decode: the sampler's default decoding, ``"argmax"`` or ``"sample"`` (see
+            :func:`bioseq.design.default_schedule`); the path's ``t_max`` is where sampling ends.
     """
 
     def __init__(
