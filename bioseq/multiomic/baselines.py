@@ -83,19 +83,19 @@ def deepnap_inputs(proteins: Sequence[str], nas: Sequence[str], rna: Sequence[bo
 
 
 def fit_deepnap(proteins, nas, rna, y, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-                lp: int = 800, ln: int = 80) -> tuple[DeePNAPLike, float, float]:
+                lp: int = 800, ln: int = 80, device: str | torch.device = "cpu") -> tuple[DeePNAPLike, float, float]:
     """Train :class:`DeePNAPLike` on standardised targets; returns ``(model, mean, std)``."""
     torch.manual_seed(seed)
     y = np.asarray(y, dtype=np.float32)
     mu, sd = float(y.mean()), float(y.std() + 1e-6)
-    P, N = deepnap_inputs(proteins, nas, rna, lp, ln)
-    Y = torch.from_numpy((y - mu) / sd)
-    model = DeePNAPLike()
+    P, N = (t.to(device) for t in deepnap_inputs(proteins, nas, rna, lp, ln))
+    Y = torch.from_numpy((y - mu) / sd).to(device)
+    model = DeePNAPLike().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     g = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
-        for idx in torch.randperm(len(Y), generator=g).split(batch_size):
+        for idx in torch.randperm(len(Y), generator=g).to(device).split(batch_size):
             loss = F.mse_loss(model(P[idx], N[idx]), Y[idx])
             opt.zero_grad()
             loss.backward()
@@ -104,9 +104,10 @@ def fit_deepnap(proteins, nas, rna, y, epochs: int = 10, batch_size: int = 64, l
 
 
 @torch.no_grad()
-def predict_deepnap(model: DeePNAPLike, mu: float, sd: float, proteins, nas, rna, lp: int = 800, ln: int = 80) -> np.ndarray:
-    P, N = deepnap_inputs(proteins, nas, rna, lp, ln)
-    return np.concatenate([model(P[i : i + 256], N[i : i + 256]).numpy() for i in range(0, len(P), 256)]) * sd + mu
+def predict_deepnap(model: DeePNAPLike, mu: float, sd: float, proteins, nas, rna, lp: int = 800, ln: int = 80,
+                    device: str | torch.device = "cpu") -> np.ndarray:
+    P, N = (t.to(device) for t in deepnap_inputs(proteins, nas, rna, lp, ln))
+    return np.concatenate([model(P[i : i + 256], N[i : i + 256]).cpu().numpy() for i in range(0, len(P), 256)]) * sd + mu
 
 
 def residue_window_features(protein: str, half_window: int = 7) -> np.ndarray:
