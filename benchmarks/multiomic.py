@@ -34,19 +34,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bioseq.models import build_backbone, load_pretrained  # noqa: E402
 from bioseq.multiomic.attribution import integrated_gradients  # noqa: E402
-from bioseq.multiomic.baselines import fit_deepnap, pair_kmer_features, predict_deepnap, residue_window_features  # noqa: E402
+from bioseq.multiomic.baselines import (  # noqa: E402
+    fit_deepnap,
+    pair_kmer_features,
+    predict_deepnap,
+    residue_window_features,
+)
 from bioseq.multiomic.data import (  # noqa: E402
-    IGNORE_INDEX, derive_ddg_pairs, load_contacts, load_pronab, load_residue_labels,
+    IGNORE_INDEX,
+    derive_ddg_pairs,
+    load_contacts,
+    load_pronab,
+    load_residue_labels,
 )
 from bioseq.multiomic.heads import BindingSiteClassifier, PairRegressor, SiameseDDG  # noqa: E402
-from bioseq.multiomic.split import DEFAULT_IDENTITY, drop_similar, pairwise_identity, protein_disjoint_folds  # noqa: E402
+from bioseq.multiomic.split import DEFAULT_IDENTITY, pairwise_identity, protein_disjoint_folds  # noqa: E402
 from bioseq.multiomic.tokens import encode_pair, encode_single, get_joint_vocab, pad_batch  # noqa: E402
 
 TOK = get_joint_vocab()
@@ -134,11 +142,14 @@ def train_pair_regressor(ctx: Ctx, seqs, y, seed: int) -> PairRegressor:
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
     rng = np.random.default_rng(seed)
     lens = np.array([len(s) for s in seqs])
-    n_steps = a.epochs * len(_batches(lens, a.batch_tokens, None))
+    n_rows = min(len(seqs), a.train_rows)  # rows drawn per epoch: the CPU budget
+    n_steps = a.epochs * len(_batches(lens[:n_rows], a.batch_tokens, None)) + a.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=max(1, n_steps), pct_start=0.1)
     model.train()
     for _ in range(a.epochs):
-        for idx in _batches(lens, a.batch_tokens, rng):
+        draw = rng.choice(len(seqs), n_rows, replace=False)
+        for b in _batches(lens[draw], a.batch_tokens, rng):
+            idx = draw[b]
             ids, mask = _tensor_batch(seqs, idx, ctx.device)
             with ctx.autocast():
                 loss = model(ids, mask, labels=torch.from_numpy(y[idx]).to(ctx.device)).loss
@@ -162,6 +173,31 @@ def predict_pairs(ctx: Ctx, model, seqs) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- dG
+def cached_identity(cache: Path, a: list[str], b: list[str] | None = None) -> np.ndarray:
+    """:func:`pairwise_identity`, memoised on disk by a hash of the sequences (it is the slow part
+    of a rerun: ~30 s per 750 x 750 proteins on one core)."""
+    import hashlib
+
+    h = hashlib.sha1(("\n".join(a) + "|" + ("\n".join(b) if b is not None else "<sym>")).encode()).hexdigest()[:16]
+    f = cache / f"identity_{h}.npy"
+    if f.exists():
+        return np.load(f)
+    m = pairwise_identity(a, b)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".{f.name}.{os.getpid()}.npy"
+    np.save(tmp, m)
+    os.replace(tmp, f)
+    return m
+
+
+def keep_dissimilar(ctx: Ctx, candidates: list[str], reference: list[str]) -> np.ndarray:
+    """Keep-mask over ``candidates``: False where one reaches the identity threshold to any
+    ``reference`` protein (the held-out filter; same rule as ``split.drop_similar``, cached)."""
+    uniq, ref = sorted(set(candidates)), sorted(set(reference))
+    ok = dict(zip(uniq, cached_identity(Path(ctx.args.cache), uniq, ref).max(1) < ctx.args.threshold, strict=True))
+    return np.array([ok[c] for c in candidates], dtype=bool)
+
+
 def run_dg(ctx: Ctx, recs, folds_by_split: dict[str, np.ndarray], report: list[str]):
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import RidgeCV
@@ -182,14 +218,16 @@ def run_dg(ctx: Ctx, recs, folds_by_split: dict[str, np.ndarray], report: list[s
             preds = {"mean predictor": np.full(len(te), y[tr].mean())}
             ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12))).fit(X[tr], y[tr])
             preds["k-mer + ridge"] = ridge.predict(X[te])
-            gb = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=k).fit(X[tr], y[tr])
+            gb = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, random_state=k).fit(X[tr], y[tr])
             preds["k-mer + gradient boosting"] = gb.predict(X[te])
-            P = [recs[i] for i in tr]
+            sub = np.random.default_rng(k).choice(tr, min(len(tr), a.train_rows), replace=False)
+            P = [recs[i] for i in sub]
             cnn, mu, sd = fit_deepnap([r.protein for r in P], [r.na + r.na2 for r in P], [r.na_type == "RNA" for r in P],
-                                      y[tr], epochs=a.cnn_epochs, seed=k, device=ctx.device)
+                                      y[sub], epochs=a.cnn_epochs, seed=k, device=ctx.device, channels=a.cnn_channels,
+                                      lp=a.max_protein_len)
             Q = [recs[i] for i in te]
             preds["DeePNAP-style CNN"] = predict_deepnap(cnn, mu, sd, [r.protein for r in Q], [r.na + r.na2 for r in Q],
-                                                         [r.na_type == "RNA" for r in Q], device=ctx.device)
+                                                         [r.na_type == "RNA" for r in Q], device=ctx.device, lp=a.max_protein_len)
             model = train_pair_regressor(ctx, [seqs[i] for i in tr], y[tr], seed=k)
             preds["multi-omic Transformer"] = predict_pairs(ctx, model, [seqs[i] for i in te])
             for n in names:
@@ -351,8 +389,8 @@ def run_residues(ctx: Ctx, shared: Path, report: list[str]):
     tests = {"DNAreader test sets": [r for f in ("TestingDataset1", "TestingDataset2") for r in load_residue_labels(d / f"{f}.txt")],
              "HADDOCK 72 chains (4.5 A contacts)": load_contacts(shared / "protein_dna/haddock_pdna_contacts/pdna_benchmark_contacts.tsv")}
     if ctx.args.quick:
-        train = train[:80]
-        tests = {k: v[:30] for k, v in tests.items()}
+        train = train[:40]
+        tests = {k: v[:15] for k, v in tests.items()}
     # drop duplicates inside train, then test proteins similar to any training protein
     seen, uniq_train = set(), []
     for r in train:
@@ -364,8 +402,8 @@ def run_residues(ctx: Ctx, shared: Path, report: list[str]):
     train_seqs = [r.protein for r in train]
     held = {}
     for name, items in tests.items():
-        keep = drop_similar([r.protein for r in items], train_seqs, DEFAULT_IDENTITY)
-        held[name] = [r for r, k in zip(items, keep) if k and any(y == 1 for y in r.labels)]
+        keep = keep_dissimilar(ctx, [r.protein for r in items], train_seqs)
+        held[name] = [r for r, k in zip(items, keep, strict=True) if k and any(y == 1 for y in r.labels)]
         print(f"residues {name}: {len(held[name])}/{len(items)} held out (< {DEFAULT_IDENTITY:.0%} identity to training)", flush=True)
     print(f"residues identity filter: {time.time() - t0:.0f}s", flush=True)
     base = fit_composition_baseline(train)
@@ -388,9 +426,9 @@ def run_residues(ctx: Ctx, shared: Path, report: list[str]):
 def run_attribution(ctx: Ctx, recs, shared: Path, base, report: list[str]):
     chains = load_contacts(shared / "protein_dna/haddock_pdna_contacts/pdna_benchmark_contacts.tsv")
     if ctx.args.quick:
-        chains = chains[:10]
-    keep = drop_similar([r.protein for r in recs], [c.protein for c in chains], DEFAULT_IDENTITY)
-    train = [r for r, k in zip(recs, keep) if k]
+        chains = chains[:6]
+    keep = keep_dissimilar(ctx, [r.protein for r in recs], [c.protein for c in chains])
+    train = [r for r, k in zip(recs, keep, strict=True) if k]
     print(f"attribution: dG model on {len(train)}/{len(recs)} ProNAB rows (proteins < {DEFAULT_IDENTITY:.0%} identical to the chains)", flush=True)
     seqs = encode_records(train, ctx.args.max_protein_len)
     model = train_pair_regressor(ctx, seqs, [r.dg for r in train], seed=7)
@@ -418,13 +456,13 @@ def run_attribution(ctx: Ctx, recs, shared: Path, base, report: list[str]):
     report.append("| residue ranking | AUROC | AUPRC |\n|---|---|---|")
     rows = {
         "-IG (residues that lower dG, i.e. favour binding)": [-a for a in attrs],
-        "|IG| (magnitude)": [np.abs(a) for a in attrs],
+        "abs(IG) (magnitude)": [np.abs(a) for a in attrs],
         "composition/position logistic regression (trained on DNAreader)": [base.decision_function(residue_window_features(c.protein)) for c in chains],
     }
     for n, s in rows.items():
         m = score_items(chains, s)
         report.append(f"| {n} | {fmt(m['auroc'])} | {fmt(m['auprc'])} |")
-    report.append(f"\nContact prevalence {score_items(chains, rows['|IG| (magnitude)'])['prevalence']:.3f} (a random ranking's AUPRC).\n")
+    report.append(f"\nContact prevalence {score_items(chains, rows['abs(IG) (magnitude)'])['prevalence']:.3f} (a random ranking's AUPRC).\n")
 
 
 # ---------------------------------------------------------------------------------- main
@@ -435,25 +473,28 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--threshold", type=float, default=DEFAULT_IDENTITY)
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--cnn-epochs", type=int, default=10)
-    ap.add_argument("--ddg-epochs", type=int, default=6)
-    ap.add_argument("--residue-epochs", type=int, default=6)
-    ap.add_argument("--ig-steps", type=int, default=32)
-    ap.add_argument("--d-model", type=int, default=128)
-    ap.add_argument("--n-layer", type=int, default=4)
-    ap.add_argument("--n-head", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--batch-tokens", type=int, default=16384)
-    ap.add_argument("--max-protein-len", type=int, default=512)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--cnn-epochs", type=int, default=3)
+    ap.add_argument("--cnn-channels", type=int, default=32)
+    ap.add_argument("--train-rows", type=int, default=2000, help="training rows drawn per epoch (Transformer) / in all (CNN)")
+    ap.add_argument("--ddg-epochs", type=int, default=2)
+    ap.add_argument("--residue-epochs", type=int, default=3)
+    ap.add_argument("--ig-steps", type=int, default=16)
+    ap.add_argument("--d-model", type=int, default=32)
+    ap.add_argument("--n-layer", type=int, default=2)
+    ap.add_argument("--n-head", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-tokens", type=int, default=8192)
+    ap.add_argument("--max-protein-len", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache", default=str(ROOT / "runs/multiomic_cache"), help="identity matrices are cached here")
     ap.add_argument("--quick", action="store_true", help="subset and 1 epoch: a smoke run")
     ap.add_argument("--parts", default="dg,ddg,residues,attribution")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/multiomic.md"))
     a = ap.parse_args(argv)
     if a.quick:
         a.epochs = a.cnn_epochs = a.ddg_epochs = a.residue_epochs = 1
-        a.d_model, a.n_layer, a.n_head, a.ig_steps, a.max_protein_len = 32, 1, 2, 8, 256
+        a.d_model, a.n_layer, a.n_head, a.ig_steps, a.max_protein_len, a.train_rows = 32, 1, 2, 4, 128, 200
     torch.set_num_threads(a.threads)
     ctx = Ctx(a)
     shared = Path(a.shared)
@@ -462,11 +503,11 @@ def main(argv=None) -> None:
 
     recs, rep = load_pronab(shared / "protein_dna/pronab/pronab_no_mutations.json")
     if a.quick:
-        prots = sorted({r.protein for r in recs})[:60]
+        prots = sorted({r.protein for r in recs})[:40]
         recs = [r for r in recs if r.protein in set(prots)]
     uniq = sorted({r.protein for r in recs})
     t0 = time.time()
-    ident = pairwise_identity(uniq)
+    ident = cached_identity(Path(a.cache), uniq)
     t_ident = time.time() - t0
     folds, clusters = protein_disjoint_folds([r.protein for r in recs], a.folds, a.threshold, seed=0, identity_matrix=ident)
     random_folds = np.random.default_rng(0).permutation(np.arange(len(recs)) % a.folds)
@@ -480,7 +521,8 @@ def main(argv=None) -> None:
         f"{a.threads} CPU threads. Model: {type(bb).__name__} d_model={bb.config.d_model} n_layer={bb.config.n_layer} "
         f"({bb.num_parameters() / 1e6:.2f}M parameters), "
         + (f"initialised from `{a.init}` (multi-omic MLM)" if a.init else "trained from scratch") + ".  ",
-        f"Epochs: dG {a.epochs}, CNN {a.cnn_epochs}, ddG {a.ddg_epochs}, residues {a.residue_epochs}; "
+        (f"Pretraining state of the init: `{(Path(a.init) / 'trainer_state.json').read_text().strip()}`.  " if a.init and (Path(a.init) / "trainer_state.json").exists() else "")
+        + f"Budget: {a.train_rows} training rows drawn per epoch; epochs: dG {a.epochs}, CNN {a.cnn_epochs}, ddG {a.ddg_epochs}, residues {a.residue_epochs}; "
         f"proteins cut to their first {a.max_protein_len} residues for the Transformer.\n",
         "## Data\n",
         f"ProNAB cleaning: {rep.summary()}.  ",
@@ -492,7 +534,7 @@ def main(argv=None) -> None:
         run_dg(ctx, recs, {"protein-disjoint (clusters at 40% identity)": folds, "random rows (leaky)": random_folds}, report)
     if "ddg" in parts:
         pairs = derive_ddg_pairs(recs)
-        prot_fold = {r.protein: f for r, f in zip(recs, folds)}
+        prot_fold = {r.protein: f for r, f in zip(recs, folds, strict=True)}
         run_ddg(ctx, recs, folds, pairs, np.array([prot_fold[p.protein] for p in pairs]), report)
     base = None
     if "residues" in parts:

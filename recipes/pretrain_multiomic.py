@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -104,8 +103,10 @@ def evaluate(model, batches, tok):
         is_p = protein_token_mask(tok, labels[sel])
         tot["loss"] += loss.item() * int(sel.sum())
         tot["n"] += int(sel.sum())
-        tot["prot_ok"] += int(ok[is_p].sum()); tot["prot_n"] += int(is_p.sum())
-        tot["nuc_ok"] += int(ok[~is_p].sum()); tot["nuc_n"] += int((~is_p).sum())
+        tot["prot_ok"] += int(ok[is_p].sum())
+        tot["prot_n"] += int(is_p.sum())
+        tot["nuc_ok"] += int(ok[~is_p].sum())
+        tot["nuc_n"] += int((~is_p).sum())
     model.train()
     return {"loss": tot["loss"] / max(1, tot["n"]), "protein_acc": tot["prot_ok"] / max(1, tot["prot_n"]),
             "dna_acc": tot["nuc_ok"] / max(1, tot["nuc_n"])}
@@ -119,7 +120,7 @@ def checkpoint(model, opt, tok, step, metrics, out: Path) -> None:
     model.save_pretrained(tmp)
     save_optimizer(opt, tmp / "optimizer.safetensors")
     tok.save(tmp / "tokenizer.json")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "metrics": metrics}, indent=2) + "\n")
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "metrics": metrics}) + "\n")
     final, old = out / "last", out / ".last.old"
     if final.exists():
         final.rename(old)
@@ -179,7 +180,7 @@ def main(argv: list[str]) -> dict:
         load_optimizer(opt, last / "optimizer.safetensors")
         start = json.loads((last / "trainer_state.json").read_text())["step"]
         sched.last_epoch = start  # the schedule is a function of the step: set it, do not replay it
-        for g, base in zip(opt.param_groups, sched.base_lrs):
+        for g, base in zip(opt.param_groups, sched.base_lrs, strict=True):
             g["lr"] = base * lr_factor(start)
         print(f"resumed from {last} at step {start}")
 

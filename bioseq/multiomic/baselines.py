@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import product
 
 import numpy as np
 import torch
@@ -23,14 +22,19 @@ NT4 = "ACGT"
 
 
 def kmer_composition(seq: str, alphabet: str, k: int) -> np.ndarray:
-    """Normalised counts of the ``len(alphabet)**k`` k-mers of ``seq`` (k-mers with other
-    characters are skipped)."""
-    index = {"".join(t): i for i, t in enumerate(product(alphabet, repeat=k))}
-    v = np.zeros(len(index), dtype=np.float32)
-    for i in range(len(seq) - k + 1):
-        j = index.get(seq[i : i + k])
-        if j is not None:
-            v[j] += 1
+    """Normalised counts of the ``len(alphabet)**k`` k-mers of ``seq`` in lexicographic order
+    (k-mers holding other characters are skipped)."""
+    lut = np.full(256, -1, dtype=np.int64)
+    lut[np.frombuffer(alphabet.encode(), dtype=np.uint8)] = np.arange(len(alphabet))
+    codes = lut[np.frombuffer(seq.encode("ascii", errors="replace"), dtype=np.uint8)]
+    n, a = len(codes) - k + 1, len(alphabet)
+    v = np.zeros(a**k, dtype=np.float32)
+    if n <= 0:
+        return v
+    win = np.lib.stride_tricks.sliding_window_view(codes, k)  # (n, k)
+    ok = (win >= 0).all(1)
+    idx = win[ok] @ (a ** np.arange(k - 1, -1, -1))
+    v += np.bincount(idx, minlength=a**k).astype(np.float32)
     return v / max(1.0, v.sum())
 
 
@@ -78,19 +82,19 @@ def deepnap_inputs(proteins: Sequence[str], nas: Sequence[str], rna: Sequence[bo
     """Tensors for :class:`DeePNAPLike`: ``(B, 20, lp)`` and ``(B, 5, ln)``."""
     P = np.stack([one_hot(p, AA20, lp) for p in proteins])
     N = np.stack([np.concatenate([one_hot(n.replace("U", "T"), NT4, ln), np.full((1, ln), float(r), np.float32)])
-                  for n, r in zip(nas, rna)])
+                  for n, r in zip(nas, rna, strict=True)])
     return torch.from_numpy(P), torch.from_numpy(N)
 
 
 def fit_deepnap(proteins, nas, rna, y, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-                lp: int = 800, ln: int = 80, device: str | torch.device = "cpu") -> tuple[DeePNAPLike, float, float]:
+                lp: int = 800, ln: int = 80, device: str | torch.device = "cpu", channels: int = 64) -> tuple[DeePNAPLike, float, float]:
     """Train :class:`DeePNAPLike` on standardised targets; returns ``(model, mean, std)``."""
     torch.manual_seed(seed)
     y = np.asarray(y, dtype=np.float32)
     mu, sd = float(y.mean()), float(y.std() + 1e-6)
     P, N = (t.to(device) for t in deepnap_inputs(proteins, nas, rna, lp, ln))
     Y = torch.from_numpy((y - mu) / sd).to(device)
-    model = DeePNAPLike().to(device)
+    model = DeePNAPLike(channels=channels, hidden=2 * channels).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     g = torch.Generator().manual_seed(seed)
     model.train()

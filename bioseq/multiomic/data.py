@@ -215,7 +215,7 @@ class DDGPair:
 def hamming(a: str, b: str) -> int:
     if len(a) != len(b):
         raise ValueError("hamming distance needs equal lengths")
-    return sum(x != y for x, y in zip(a, b))
+    return sum(x != y for x, y in zip(a, b, strict=True))
 
 
 def derive_ddg_pairs(

@@ -71,7 +71,7 @@ def identity_clusters(seqs: Sequence[str], threshold: float = DEFAULT_IDENTITY,
             x = parent[x]
         return x
 
-    for i, j in zip(*np.nonzero(np.triu(ident >= threshold, 1))):
+    for i, j in zip(*np.nonzero(np.triu(ident >= threshold, 1)), strict=True):
         ri, rj = find(i), find(j)
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)
@@ -133,5 +133,5 @@ def drop_similar(candidates: Sequence[str], reference: Sequence[str], threshold:
     ref = sorted(set(reference))
     if not ref:
         return np.ones(len(candidates), dtype=bool)
-    ok = dict(zip(uniq, pairwise_identity(uniq, ref).max(1) < threshold))
+    ok = dict(zip(uniq, pairwise_identity(uniq, ref).max(1) < threshold, strict=True))
     return np.array([ok[c] for c in candidates], dtype=bool)

@@ -4,7 +4,13 @@ import math
 import pytest
 
 from bioseq.multiomic.data import (
-    IGNORE_INDEX, DataError, derive_ddg_pairs, dg_consistent, dg_from_kd, load_contacts, load_pronab,
+    IGNORE_INDEX,
+    DataError,
+    derive_ddg_pairs,
+    dg_consistent,
+    dg_from_kd,
+    load_contacts,
+    load_pronab,
     load_residue_labels,
 )
 

@@ -5,9 +5,20 @@ import torch
 from bioseq.models import build_backbone, load_pretrained
 from bioseq.multiomic.attribution import integrated_gradients
 from bioseq.multiomic.heads import (
-    BindingSiteClassifier, CrossAttentionPairRegressor, PairRegressor, SiameseDDG, ddg_consistency_loss,
+    BindingSiteClassifier,
+    CrossAttentionPairRegressor,
+    PairRegressor,
+    SiameseDDG,
+    ddg_consistency_loss,
 )
-from bioseq.multiomic.tokens import TokenizerError, encode_pair, encode_single, get_joint_vocab, pad_batch, protein_token_mask
+from bioseq.multiomic.tokens import (
+    TokenizerError,
+    encode_pair,
+    encode_single,
+    get_joint_vocab,
+    pad_batch,
+    protein_token_mask,
+)
 
 V = get_joint_vocab()
 
@@ -23,7 +34,7 @@ def _pairs(n=6, seed=0):
     rng = np.random.default_rng(seed)
     prots = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), rng.integers(8, 14))) for _ in range(n)]
     nas = ["".join(rng.choice(list("ACGT"), rng.integers(5, 9))) for _ in range(n)]
-    enc = [encode_pair(V, p, n_) for p, n_ in zip(prots, nas)]
+    enc = [encode_pair(V, p, n_) for p, n_ in zip(prots, nas, strict=True)]
     ids, mask = pad_batch([e[0] for e in enc], V.pad_token_id)
     res, _ = pad_batch([e[1] for e in enc], -1)
     return prots, nas, torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(res)
@@ -153,3 +164,17 @@ def test_integrated_gradients_exact_on_linear_model():
     attr, delta = integrated_gradients(fn, emb, ids, steps=2)
     torch.testing.assert_close(attr, (emb.weight[[1, 2, 3]] @ w).detach())
     assert abs(delta.item()) < 1e-5
+
+
+def test_kmer_composition_matches_counting():
+    from itertools import product
+
+    from bioseq.multiomic.baselines import kmer_composition
+
+    seq = "ACGTTGCAANACG"
+    for k in (1, 2, 3):
+        kmers = ["".join(t) for t in product("ACGT", repeat=k)]
+        windows = [seq[i : i + k] for i in range(len(seq) - k + 1) if "N" not in seq[i : i + k]]
+        want = np.array([windows.count(m) for m in kmers], np.float32) / len(windows)
+        np.testing.assert_allclose(kmer_composition(seq, "ACGT", k), want)
+    assert kmer_composition("AC", "ACGT", 3).sum() == 0

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from bioseq.multiomic.split import (
-    grouped_kfold, identity, identity_clusters, max_cross_identity, pairwise_identity, protein_disjoint_folds,
+    grouped_kfold,
+    identity,
+    identity_clusters,
+    max_cross_identity,
+    pairwise_identity,
+    protein_disjoint_folds,
 )
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -15,7 +20,7 @@ def _families(n_fam=8, per_fam=3, length=60, mut=4, seed=0):
     seqs, fam = [], []
     for f in range(n_fam):
         anc = rng.choice(list(AA), length)
-        for v in range(per_fam):
+        for _v in range(per_fam):
             s = anc.copy()
             s[rng.choice(length, mut, replace=False)] = rng.choice(list(AA), mut)
             seqs.append("".join(s))
@@ -59,8 +64,8 @@ def test_every_fold_is_protein_disjoint():
     items = [s for s in seqs for _ in range(3)]  # several measurements per protein
     folds, _ = protein_disjoint_folds(items, n_splits=5, threshold=0.4, seed=1)
     for k in range(5):
-        test = {s for s, f in zip(items, folds) if f == k}
-        train = {s for s, f in zip(items, folds) if f != k}
+        test = {s for s, f in zip(items, folds, strict=True) if f == k}
+        train = {s for s, f in zip(items, folds, strict=True) if f != k}
         assert test and train and not test & train
         # brute force, independent of the clustering: no train/test pair at or above the threshold
         assert max(identity(a, b) for a in test for b in train) < 0.4
@@ -75,6 +80,6 @@ def test_pronab_folds_disjoint(shared):
     proteins = [r.protein for r in recs]
     folds, _ = protein_disjoint_folds(proteins, 5, 0.4)
     for k in range(5):
-        test = [p for p, f in zip(proteins, folds) if f == k]
-        train = [p for p, f in zip(proteins, folds) if f != k]
+        test = [p for p, f in zip(proteins, folds, strict=True) if f == k]
+        train = [p for p, f in zip(proteins, folds, strict=True) if f != k]
         assert max_cross_identity(train, test) < 0.4
