@@ -148,13 +148,22 @@ class _LMHead(PreTrainedModel):
     def __init__(self, backbone: Backbone, tie_weights: bool = True) -> None:
         super().__init__(backbone, tie_weights=tie_weights)
         d, v = backbone.config.d_model, backbone.config.padded_vocab_size
-        self.lm_head = nn.Linear(d, v, bias=False)
-        if tie_weights:
-            self.lm_head.weight = backbone.embedding.weight
+        tied = backbone.embedding.weight
+        if tie_weights and not isinstance(tied, nn.Parameter):
+            # The embedding builds its weight from other parameters (e.g. the reverse-complement
+            # equivariant one); tie by reading that weight at every call.
+            self.lm_head = None
+        else:
+            self.lm_head = nn.Linear(d, v, bias=False)
+            if tie_weights:
+                self.lm_head.weight = tied
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         # Padded vocab entries never occur as targets; mask them so sampling never picks them.
-        logits = self.lm_head(hidden)
+        if self.lm_head is None:
+            logits = F.linear(hidden, self.backbone.embedding.weight)
+        else:
+            logits = self.lm_head(hidden)
         v = self.backbone.config.vocab_size
         if logits.shape[-1] > v:
             logits[..., v:] = float("-inf")
