@@ -5,10 +5,12 @@ The blocks are the ``xlstm`` package's own (``xLSTMBlockStack`` of ``mLSTMBlock`
 do not scale to genomic lengths, so the cells are given linear-cost kernels:
 
 * **mLSTM**: the package's ``mLSTMCell`` computes the fully parallel form (an ``(L, L)`` decay
-  matrix per head: quadratic time and memory, ~GBs at 16k). Its ``backend_fn`` is replaced by the
-  chunkwise kernels of ``mlstm_kernels`` (``chunkwise--native_autograd`` on CPU,
-  ``chunkwise--triton_xl_chunk`` on CUDA when triton is installed): quadratic only inside a
-  chunk, linear in L. Inputs are right-padded to a multiple of the chunk with gates that leave
+  matrix per head: quadratic time and memory, ~GBs at 16k). Its ``backend_fn`` is replaced by a
+  chunkwise mLSTM: quadratic only inside a chunk, linear in L. On CPU (``backend="native"``) it is
+  :func:`_mlstm_chunkwise_native` (an inter-chunk loop of ours around ``mlstm_kernels``' native
+  intra-chunk function; the package's own native chunkwise kernels are either quadratic in their
+  backward or skip part of the gradient, see there); on CUDA ``chunkwise--triton_xl_chunk`` when
+  triton is installed. Inputs are right-padded to a multiple of the chunk with gates that leave
   the memory untouched, so any length works and outputs are exact.
 * **sLSTM**: the package's ``"vanilla"`` (pure PyTorch) backend writes every time step into a
   preallocated tensor in place; autograd then copies that whole tensor once per step in the
@@ -136,18 +138,61 @@ class XLSTMConfig(BackboneConfig):
 # -- kernels ---------------------------------------------------------------------------------------
 
 
-def _mlstm_kernel(name: str):
-    from mlstm_kernels.torch import get_mlstm_kernel
-
-    return get_mlstm_kernel(name)
-
-
 def _triton_available() -> bool:
     try:
         import triton  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+def _mlstm_chunkwise_native(q, k, v, i, f, chunk_size: int, eps: float = 1e-6) -> torch.Tensor:
+    """Chunkwise mLSTM in PyTorch with exact autograd gradients and linear cost in length.
+
+    ``q, k, v (B, NH, S, DH)``, gate pre-activations ``i, f (B, NH, S)``, ``S`` a multiple of
+    ``chunk_size`` -> ``h (B, NH, S, DH)``. The memory entering each chunk (``C (DH, DH)``,
+    ``n (DH)`` and the log-scale stabiliser ``m``) comes from a loop over chunks; the outputs within
+    all chunks are then computed in parallel by ``mlstm_kernels``' native ``parallel_fw_H``.
+    ``mlstm_kernels``' own ``chunkwise--native_autograd`` writes each chunk state into a
+    preallocated tensor in place, which makes its backward quadratic in the number of chunks, and
+    ``chunkwise--native_custbw`` does not differentiate through the normaliser ``|q . n|``, so its
+    q/k/gate gradients differ from the model's maths; this loop keeps the states in a list instead.
+    """
+    from mlstm_kernels.torch.chunkwise.native.fw import mlstm_chunkwise__parallel_fw_H
+
+    B, NH, S, DH = q.shape
+    NC, L = S // chunk_size, chunk_size
+    vecI = i.reshape(B, NH, NC, L)
+    vecB = F.logsigmoid(f).reshape(B, NH, NC, L).cumsum(-1)  # log forget from chunk start to t
+    vecA = vecB[..., -1:] - vecB + vecI  # log weight of step t in the state at the chunk's end
+    scaG = vecB[..., -1]  # (B, NH, NC) log forget across a whole chunk
+    scaA_max = vecA.max(-1).values  # (B, NH, NC)
+    # Per-chunk pieces via unbind, not indexing: the backward of x[:, :, c] allocates a zero
+    # tensor the size of x for every c (quadratic); unbind's backward stacks all grads once.
+    Ks, Vs = k.reshape(B, NH, NC, L, DH).unbind(2), v.reshape(B, NH, NC, L, DH).unbind(2)
+    As, Gs, Amax = vecA.unbind(2), scaG.unbind(2), scaA_max.unbind(2)
+    C = q.new_zeros(B, NH, DH, DH)
+    n = q.new_zeros(B, NH, DH)
+    m = q.new_zeros(B, NH)
+    Cs, ns, ms = [C], [n], [m]
+    for c in range(NC - 1):  # the state entering chunk c + 1
+        m_next = torch.maximum(Gs[c] + m, Amax[c])  # (B, NH)
+        Kg = Ks[c] * torch.exp(As[c] - m_next[..., None])[..., None]  # (B, NH, L, DH)
+        decay = torch.exp(Gs[c] + m - m_next)  # (B, NH)
+        C = decay[..., None, None] * C + Kg.transpose(-2, -1) @ Vs[c]
+        n = decay[..., None] * n + Kg.sum(-2)
+        m = m_next
+        Cs.append(C)
+        ns.append(n)
+        ms.append(m)
+    h, _, _ = mlstm_chunkwise__parallel_fw_H(
+        matQ=q, matK=k, matV=v,
+        matC_states=torch.stack(Cs, 2).reshape(B, NH, NC * DH, DH),
+        vecN_states=torch.stack(ns, 2).reshape(B, NH, NC * DH),
+        scaMinter_states=torch.stack(ms, 2),
+        vecI=vecI, vecB=vecB, qk_scale=DH**-0.5, chunk_size=L, num_chunks=NC, eps=eps,
+    )
+    return h  # (B, NH, S, DH)
 
 
 class _ChunkwiseMLSTM:
@@ -160,15 +205,11 @@ class _ChunkwiseMLSTM:
     def __init__(self, backend: str, chunk_size: int) -> None:
         self.backend, self.chunk_size = backend, chunk_size
 
-    def _kernel_name(self, device: torch.device) -> str:
-        use_triton = self.backend == "triton" or (
-            self.backend == "auto" and device.type == "cuda" and _triton_available()
-        )
-        if use_triton:
-            if device.type != "cuda":
-                raise RuntimeError("xlstm: backend='triton' needs CUDA tensors")
-            return "chunkwise--triton_xl_chunk"
-        return "chunkwise--native_autograd"
+    def _use_triton(self, device: torch.device) -> bool:
+        use = self.backend == "triton" or (self.backend == "auto" and device.type == "cuda" and _triton_available())
+        if use and device.type != "cuda":
+            raise RuntimeError("xlstm: backend='triton' needs CUDA tensors")
+        return use
 
     def __call__(self, queries, keys, values, igate_preact, fgate_preact, **_: Any) -> torch.Tensor:
         S, cs = queries.shape[2], self.chunk_size
@@ -178,8 +219,13 @@ class _ChunkwiseMLSTM:
         # memory untouched, and being after the real steps they cannot change earlier outputs.
         i = F.pad(igate_preact[..., 0], (0, pad), value=-25.0)  # (B, NH, S')
         f = F.pad(fgate_preact[..., 0], (0, pad), value=25.0)
-        kernel = _mlstm_kernel(self._kernel_name(queries.device))
-        h = kernel(q=q, k=k, v=v, i=i, f=f, chunk_size=cs, return_last_states=False)
+        if self._use_triton(queries.device):
+            from mlstm_kernels.torch import get_mlstm_kernel
+
+            kernel = get_mlstm_kernel("chunkwise--triton_xl_chunk")
+            h = kernel(q=q, k=k, v=v, i=i, f=f, chunk_size=cs, return_last_states=False)
+        else:
+            h = _mlstm_chunkwise_native(q, k, v, i, f, cs)
         return h[:, :, :S]  # (B, NH, S, DH)
 
 
