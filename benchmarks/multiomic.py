@@ -198,7 +198,11 @@ def keep_dissimilar(ctx: Ctx, candidates: list[str], reference: list[str]) -> np
     return np.array([ok[c] for c in candidates], dtype=bool)
 
 
-def run_dg(ctx: Ctx, recs, folds_by_split: dict[str, np.ndarray], report: list[str]):
+DG_MODELS = ["mean predictor", "k-mer + ridge", "k-mer + gradient boosting", "DeePNAP-style CNN", "multi-omic Transformer"]
+
+
+def dg_fold(ctx: Ctx, recs, X, seqs, folds, k: int) -> dict[str, dict[str, float]]:
+    """Train every dG model on the folds != k, score on fold k."""
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
@@ -206,52 +210,41 @@ def run_dg(ctx: Ctx, recs, folds_by_split: dict[str, np.ndarray], report: list[s
 
     a = ctx.args
     y = np.array([r.dg for r in recs], np.float32)
-    X = np.stack([pair_kmer_features(r.protein, r.na, r.na2, r.na_type == "RNA") for r in recs])
-    seqs = encode_records(recs, a.max_protein_len)
-    names = ["mean predictor", "k-mer + ridge", "k-mer + gradient boosting", "DeePNAP-style CNN", "multi-omic Transformer"]
-    results = {}
-    for split, folds in folds_by_split.items():
-        per_model = {n: [] for n in names}
-        t0 = time.time()
-        for k in range(a.folds):
-            tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-            preds = {"mean predictor": np.full(len(te), y[tr].mean())}
-            ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12))).fit(X[tr], y[tr])
-            preds["k-mer + ridge"] = ridge.predict(X[te])
-            gb = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, random_state=k).fit(X[tr], y[tr])
-            preds["k-mer + gradient boosting"] = gb.predict(X[te])
-            sub = np.random.default_rng(k).choice(tr, min(len(tr), a.train_rows), replace=False)
-            P = [recs[i] for i in sub]
-            cnn, mu, sd = fit_deepnap([r.protein for r in P], [r.na + r.na2 for r in P], [r.na_type == "RNA" for r in P],
-                                      y[sub], epochs=a.cnn_epochs, seed=k, device=ctx.device, channels=a.cnn_channels,
-                                      lp=a.max_protein_len)
-            Q = [recs[i] for i in te]
-            preds["DeePNAP-style CNN"] = predict_deepnap(cnn, mu, sd, [r.protein for r in Q], [r.na + r.na2 for r in Q],
-                                                         [r.na_type == "RNA" for r in Q], device=ctx.device, lp=a.max_protein_len)
-            model = train_pair_regressor(ctx, [seqs[i] for i in tr], y[tr], seed=k)
-            preds["multi-omic Transformer"] = predict_pairs(ctx, model, [seqs[i] for i in te])
-            for n in names:
-                per_model[n].append(reg_metrics(y[te], preds[n]))
-            print(f"dG {split} fold {k}: " + ", ".join(f"{n} r={per_model[n][-1]['pearson']:.3f}" for n in names), flush=True)
-        results[split] = per_model
-        print(f"dG {split}: {time.time() - t0:.0f}s", flush=True)
+    tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+    preds = {"mean predictor": np.full(len(te), y[tr].mean())}
+    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12))).fit(X[tr], y[tr])
+    preds["k-mer + ridge"] = ridge.predict(X[te])
+    gb = HistGradientBoostingRegressor(max_iter=a.gb_iters, learning_rate=0.1, random_state=k).fit(X[tr], y[tr])
+    preds["k-mer + gradient boosting"] = gb.predict(X[te])
+    sub = np.random.default_rng(k).choice(tr, min(len(tr), a.train_rows), replace=False)
+    P, Q = [recs[i] for i in sub], [recs[i] for i in te]
+    cnn, mu, sd = fit_deepnap([r.protein for r in P], [r.na + r.na2 for r in P], [r.na_type == "RNA" for r in P],
+                              y[sub], epochs=a.cnn_epochs, seed=k, device=ctx.device, channels=a.cnn_channels,
+                              lp=a.max_protein_len)
+    preds["DeePNAP-style CNN"] = predict_deepnap(cnn, mu, sd, [r.protein for r in Q], [r.na + r.na2 for r in Q],
+                                                 [r.na_type == "RNA" for r in Q], device=ctx.device, lp=a.max_protein_len)
+    model = train_pair_regressor(ctx, [seqs[i] for i in tr], y[tr], seed=k)
+    preds["multi-omic Transformer"] = predict_pairs(ctx, model, [seqs[i] for i in te])
+    return {n: reg_metrics(y[te], preds[n]) for n in DG_MODELS}
+
+
+def dg_report(n_recs: int, results: dict[str, list[dict]], report: list[str]) -> None:
     report.append("## dG (kcal/mol), 5-fold CV\n")
-    report.append(f"{len(recs)} ProNAB measurements after cleaning; metrics are the mean (± sd) over folds.\n")
-    for split, per_model in results.items():
+    report.append(f"{n_recs} ProNAB measurements after cleaning; metrics are the mean (± sd) over the 5 test folds.\n")
+    for split, per_fold in results.items():
         report.append(f"\n### {split}\n\n| model | Pearson r | Spearman | RMSE | MAE |\n|---|---|---|---|---|")
-        for n in names:
-            ms = per_model[n]
+        for n in DG_MODELS:
             cells = []
             for key in ("pearson", "spearman", "rmse", "mae"):
-                v = np.array([m[key] for m in ms], float)
+                v = np.array([m[n][key] for m in per_fold], float)
                 cells.append(f"{fmt(np.nanmean(v))} ± {fmt(np.nanstd(v))}" if not np.isnan(v).all() else "n/a")
             report.append(f"| {n} | " + " | ".join(cells) + " |")
     report.append("")
-    return results
 
 
 # ---------------------------------------------------------------------------------- ddG
-def run_ddg(ctx: Ctx, recs, rec_folds, pairs, pair_folds, report: list[str]):
+def run_ddg(ctx: Ctx, recs, rec_folds, pairs, pair_folds) -> list[str]:
+    report: list[str] = []
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -277,6 +270,7 @@ def run_ddg(ctx: Ctx, recs, rec_folds, pairs, pair_folds, report: list[str]):
         ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12))).fit(Xr[keep], yr[keep])
         preds["k-mer ridge dG difference"][te] = ridge.predict(Xm[te]) - ridge.predict(Xw[te])
         # siamese: shared PairRegressor scoring wild type and mutant, consistency loss
+        tr = np.random.default_rng(k).permutation(tr)[: a.ddg_train_pairs]  # CPU budget
         dgw = np.array([pairs[i].dg_wt for i in tr], np.float32)
         dgm = np.array([pairs[i].dg_mut for i in tr], np.float32)
         allv = np.concatenate([dgw, dgm])
@@ -310,13 +304,14 @@ def run_ddg(ctx: Ctx, recs, rec_folds, pairs, pair_folds, report: list[str]):
         print(f"ddG fold {k}: {len(te)} test pairs", flush=True)
     report.append("## ddG (kcal/mol), held-out proteins\n")
     report.append(f"{len(pairs)} pairs from {len({p.protein for p in pairs})} proteins; 5 folds by the dG protein clusters; "
+                  f"the siamese model sees at most {a.ddg_train_pairs} training pairs per fold for {a.ddg_epochs} epochs; "
                   "metrics pooled over the out-of-fold predictions.\n")
     report.append("| model | Pearson r | MAE |\n|---|---|---|")
     for n, p in preds.items():
         m = reg_metrics(ddg, p)
         report.append(f"| {n} | {fmt(m['pearson'])} | {fmt(m['mae'])} |")
     report.append("")
-    return preds
+    return report
 
 
 # ---------------------------------------------------------------------------------- residues
@@ -382,22 +377,15 @@ def score_items(items, scores) -> dict[str, float]:
     return cls_metrics(y[keep], s[keep])
 
 
-def run_residues(ctx: Ctx, shared: Path, report: list[str]):
+def run_residues(ctx: Ctx, shared: Path) -> list[str]:
+    report: list[str] = []
     d = shared / "protein_dna/dnareader_residue_labels"
-    train = [r for f in ("TrainingDataset1A", "TrainingDataset1B", "TrainingDataset2", "ValidationDataset1", "ValidationDataset2")
-             for r in load_residue_labels(d / f"{f}.txt")]
+    train = dnareader_train(shared, ctx.args.quick)
     tests = {"DNAreader test sets": [r for f in ("TestingDataset1", "TestingDataset2") for r in load_residue_labels(d / f"{f}.txt")],
              "HADDOCK 72 chains (4.5 A contacts)": load_contacts(shared / "protein_dna/haddock_pdna_contacts/pdna_benchmark_contacts.tsv")}
     if ctx.args.quick:
-        train = train[:40]
         tests = {k: v[:15] for k, v in tests.items()}
-    # drop duplicates inside train, then test proteins similar to any training protein
-    seen, uniq_train = set(), []
-    for r in train:
-        if r.protein not in seen:
-            seen.add(r.protein)
-            uniq_train.append(r)
-    train = uniq_train
+    # test proteins similar to any training protein are dropped
     t0 = time.time()
     train_seqs = [r.protein for r in train]
     held = {}
@@ -419,11 +407,25 @@ def run_residues(ctx: Ctx, shared: Path, report: list[str]):
         for label, mm in (("composition/position logistic regression", b), ("multi-omic Transformer, binding-site head", m)):
             report.append(f"| {name} | {len(items)} | {n_res} | {mm['prevalence']:.3f} | {label} | {fmt(mm['auroc'])} | {fmt(mm['auprc'])} |")
     report.append("")
-    return base
+    return report
 
 
 # ---------------------------------------------------------------------------------- attribution
-def run_attribution(ctx: Ctx, recs, shared: Path, base, report: list[str]):
+def dnareader_train(shared: Path, quick: bool = False):
+    d = shared / "protein_dna/dnareader_residue_labels"
+    train = [r for f in ("TrainingDataset1A", "TrainingDataset1B", "TrainingDataset2", "ValidationDataset1", "ValidationDataset2")
+             for r in load_residue_labels(d / f"{f}.txt")]
+    seen, uniq = set(), []
+    for r in train:  # the files repeat some proteins
+        if r.protein not in seen:
+            seen.add(r.protein)
+            uniq.append(r)
+    return uniq[:40] if quick else uniq
+
+
+def run_attribution(ctx: Ctx, recs, shared: Path) -> list[str]:
+    report: list[str] = []
+    base = fit_composition_baseline(dnareader_train(shared, ctx.args.quick))
     chains = load_contacts(shared / "protein_dna/haddock_pdna_contacts/pdna_benchmark_contacts.tsv")
     if ctx.args.quick:
         chains = chains[:6]
@@ -463,9 +465,34 @@ def run_attribution(ctx: Ctx, recs, shared: Path, base, report: list[str]):
         m = score_items(chains, s)
         report.append(f"| {n} | {fmt(m['auroc'])} | {fmt(m['auprc'])} |")
     report.append(f"\nContact prevalence {score_items(chains, rows['abs(IG) (magnitude)'])['prevalence']:.3f} (a random ranking's AUPRC).\n")
+    return report
 
 
 # ---------------------------------------------------------------------------------- main
+_G: dict = {}  # run-wide data, inherited by forked workers
+
+
+def _run_job(job: tuple):
+    torch.set_num_threads(1)
+    g, ctx = _G, _G["ctx"]
+    t0 = time.time()
+    if job[0] == "dg":
+        out = dg_fold(ctx, g["recs"], g["X"], g["seqs"], g["splits"][job[1]], job[2])
+        print(f"dG {job[1]} fold {job[2]} ({time.time() - t0:.0f}s): "
+              + ", ".join(f"{n} r={out[n]['pearson']:.3f}" for n in DG_MODELS), flush=True)
+        return out
+    if job[0] == "ddg":
+        recs, folds = g["recs"], g["folds"]
+        pairs = derive_ddg_pairs(recs)
+        prot_fold = {r.protein: f for r, f in zip(recs, folds, strict=True)}
+        return run_ddg(ctx, recs, folds, pairs, np.array([prot_fold[p.protein] for p in pairs]))
+    if job[0] == "residues":
+        return run_residues(ctx, g["shared"])
+    if job[0] == "attribution":
+        return run_attribution(ctx, g["recs"], g["shared"])
+    raise ValueError(f"unknown job {job}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=os.environ.get("BIOSEQ_SHARED", str(ROOT.parent / "shared" / "data")))
@@ -475,11 +502,11 @@ def main(argv=None) -> None:
     ap.add_argument("--threshold", type=float, default=DEFAULT_IDENTITY)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--cnn-epochs", type=int, default=3)
-    ap.add_argument("--cnn-channels", type=int, default=32)
-    ap.add_argument("--train-rows", type=int, default=2000, help="training rows drawn per epoch (Transformer) / in all (CNN)")
+    ap.add_argument("--cnn-channels", type=int, default=16)
+    ap.add_argument("--train-rows", type=int, default=1500, help="training rows drawn per epoch (Transformer) / in all (CNN)")
     ap.add_argument("--ddg-epochs", type=int, default=2)
-    ap.add_argument("--residue-epochs", type=int, default=3)
-    ap.add_argument("--ig-steps", type=int, default=16)
+    ap.add_argument("--residue-epochs", type=int, default=2)
+    ap.add_argument("--ig-steps", type=int, default=8)
     ap.add_argument("--d-model", type=int, default=32)
     ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--n-head", type=int, default=2)
@@ -487,6 +514,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--max-protein-len", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=4, help="parallel jobs (forked processes)")
+    ap.add_argument("--gb-iters", type=int, default=100)
+    ap.add_argument("--ddg-train-pairs", type=int, default=500)
     ap.add_argument("--cache", default=str(ROOT / "runs/multiomic_cache"), help="identity matrices are cached here")
     ap.add_argument("--quick", action="store_true", help="subset and 1 epoch: a smoke run")
     ap.add_argument("--parts", default="dg,ddg,residues,attribution")
@@ -522,7 +552,9 @@ def main(argv=None) -> None:
         f"({bb.num_parameters() / 1e6:.2f}M parameters), "
         + (f"initialised from `{a.init}` (multi-omic MLM)" if a.init else "trained from scratch") + ".  ",
         (f"Pretraining state of the init: `{(Path(a.init) / 'trainer_state.json').read_text().strip()}`.  " if a.init and (Path(a.init) / "trainer_state.json").exists() else "")
-        + f"Budget: {a.train_rows} training rows drawn per epoch; epochs: dG {a.epochs}, CNN {a.cnn_epochs}, ddG {a.ddg_epochs}, residues {a.residue_epochs}; "
+        + f"Budget: {a.workers} worker processes x 1 thread; {a.train_rows} training rows drawn per epoch for the Transformer "
+        f"(the CNN trains on {a.train_rows} rows); gradient boosting {a.gb_iters} iterations; "
+        f"epochs: dG {a.epochs}, CNN {a.cnn_epochs}, ddG {a.ddg_epochs}, residues {a.residue_epochs}; "
         f"proteins cut to their first {a.max_protein_len} residues for the Transformer.\n",
         "## Data\n",
         f"ProNAB cleaning: {rep.summary()}.  ",
@@ -530,20 +562,36 @@ def main(argv=None) -> None:
         f"(Smith-Waterman BLOSUM62 identical residues / shorter length, single linkage; {t_ident:.0f}s), "
         f"grouped 5-fold. Random split: {leak:.0%} of test rows have their protein cluster in training.\n",
     ]
+    # Every job is independent; they run in a pool of forked workers (one torch thread each), so
+    # the wall time is the CPU work divided by --workers. Longest jobs first.
+    splits = {"protein-disjoint (clusters at 40% identity)": folds, "random rows (leaky)": random_folds}
+    jobs = [("attribution",), ("residues",), ("ddg",)] if not a.quick else [("ddg",), ("residues",), ("attribution",)]
+    jobs = [j for j in jobs if j[0] in parts]
     if "dg" in parts:
-        run_dg(ctx, recs, {"protein-disjoint (clusters at 40% identity)": folds, "random rows (leaky)": random_folds}, report)
-    if "ddg" in parts:
-        pairs = derive_ddg_pairs(recs)
-        prot_fold = {r.protein: f for r, f in zip(recs, folds, strict=True)}
-        run_ddg(ctx, recs, folds, pairs, np.array([prot_fold[p.protein] for p in pairs]), report)
-    base = None
-    if "residues" in parts:
-        base = run_residues(ctx, shared, report)
-    if "attribution" in parts:
-        if base is None:
-            d = shared / "protein_dna/dnareader_residue_labels"
-            base = fit_composition_baseline([r for f in ("TrainingDataset1A", "TrainingDataset1B") for r in load_residue_labels(d / f"{f}.txt")])
-        run_attribution(ctx, recs, shared, base, report)
+        jobs += [("dg", split, k) for k in range(a.folds) for split in splits]
+    _G.update(ctx=ctx, recs=recs, folds=folds, splits=splits, shared=shared)
+    if "dg" in parts:
+        _G["X"] = np.stack([pair_kmer_features(r.protein, r.na, r.na2, r.na_type == "RNA") for r in recs])
+        _G["seqs"] = encode_records(recs, a.max_protein_len)
+    results: dict = {}
+    if a.workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(a.workers, mp_context=mp.get_context("fork")) as pool:
+            futs = {pool.submit(_run_job, j): j for j in jobs}
+            for f in as_completed(futs):
+                results[futs[f]] = f.result()
+                print(f"done {futs[f]} at {time.time() - t_start:.0f}s", flush=True)
+    else:
+        for j in jobs:
+            results[j] = _run_job(j)
+            print(f"done {j} at {time.time() - t_start:.0f}s", flush=True)
+    if "dg" in parts:
+        dg_report(len(recs), {sp: [results[("dg", sp, k)] for k in range(a.folds)] for sp in splits}, report)
+    for name in ("ddg", "residues", "attribution"):
+        if (name,) in results:
+            report.extend(results[(name,)])
     report.append(f"Total wall time {time.time() - t_start:.0f}s.\n")
     text = "\n".join(report) + "\n"
     out = Path(a.out)
