@@ -25,7 +25,7 @@ def get_joint_vocab() -> MultiOmicTokenizer:
 
 @lru_cache(maxsize=8)
 def _protein_lut(tok: MultiOmicTokenizer) -> np.ndarray:
-    return np.array([t.startswith("protein:") for t in tok.vocab], dtype=bool)
+    return tok.modality_token_mask("protein")
 
 
 def protein_token_mask(tok: MultiOmicTokenizer, ids):
