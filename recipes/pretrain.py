@@ -181,12 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     elif args.resume:
         log.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
 
-    sampler = DistributedWindowSampler(train_ds, num_replicas=world, rank=rank)
+    # Whole batches per item: each batch is sampled and read with one vectorised call.
+    sampler = DistributedWindowSampler(train_ds, num_replicas=world, rank=rank, batch_size=micro_bs, drop_last=True)
     sampler.set_epoch(0, start=start_step * per_rank_per_step)  # skip exactly what was consumed
     workers = int(dcfg.get("num_workers", 0))
     # zarr 3 keeps an event-loop thread: workers are spawned, never forked from a process that has
     # touched the store (the dataset reopens it lazily inside each worker).
-    loader = DataLoader(train_ds, batch_size=micro_bs, sampler=sampler, num_workers=workers, drop_last=True,
+    loader = DataLoader(train_ds, batch_size=None, sampler=sampler, num_workers=workers,
                         multiprocessing_context="spawn" if workers else None, persistent_workers=workers > 0)
     batches = iter(loader)
     nuc_ids = torch.as_tensor(tok.encode_codes(np.arange(4, dtype=np.uint8)))  # ids of A, C, G, T
