@@ -65,11 +65,12 @@ def lambda_token_ids(lambda_fasta: Path):
 
 @pytest.fixture(scope="session")
 def train_clm(lambda_token_ids):
-    """``train_clm(model, steps, batch, length, lr, seed) -> losses``: AdamW steps of causal-LM
-    training on random windows of the lambda genome (real-DNA smoke training for backbones)."""
+    """``train_clm(model, steps, batch, length, lr, seed, on_step) -> losses``: AdamW steps of
+    causal-LM training on random windows of the lambda genome (real-DNA smoke training for
+    backbones); ``on_step(model)`` is called after every step."""
     import torch
 
-    def run(model, steps: int = 20, batch: int = 4, length: int = 256, lr: float = 2e-3, seed: int = 0) -> list[float]:
+    def run(model, steps=20, batch=4, length=256, lr=2e-3, seed=0, on_step=None) -> list[float]:
         opt = torch.optim.AdamW(model.parameters(), lr=lr)
         g = torch.Generator().manual_seed(seed)
         losses = []
@@ -81,6 +82,8 @@ def train_clm(lambda_token_ids):
             loss.backward()
             opt.step()
             losses.append(loss.item())
+            if on_step is not None:
+                on_step(model)
         return losses
 
     return run

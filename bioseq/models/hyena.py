@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from bioseq.models.base import Backbone, gpt2_init_
 from bioseq.models.config import BackboneConfig, ConfigError, register_backbone, register_module, register_size
@@ -52,6 +53,8 @@ class HyenaConfig(BackboneConfig):
             so the window falls to ``target`` between ``fast`` and ``slow`` fractions of ``l_max``.
         mlp_ratio: width of the block MLP relative to d_model.
         embed_dropout, resid_dropout: dropout after the embedding and on residual branches.
+        checkpoint_blocks: recompute each block's activations in the backward pass instead of
+            storing them (activation checkpointing), for training at very long contexts.
     """
 
     order: int = 2
@@ -68,6 +71,7 @@ class HyenaConfig(BackboneConfig):
     mlp_ratio: float = 4.0
     embed_dropout: float = 0.1
     resid_dropout: float = 0.0
+    checkpoint_blocks: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -251,7 +255,10 @@ class HyenaBackbone(Backbone):
             mask = attention_mask.to(hidden.dtype)  # (B, L), 1 at real tokens
         x = hidden
         for blk in self.blocks:
-            x = blk(x, mask)
+            if self.config.checkpoint_blocks and self.training and torch.is_grad_enabled():
+                x = checkpoint(blk, x, mask, use_reentrant=False)
+            else:
+                x = blk(x, mask)
         return self.norm_f(x)
 
 

@@ -105,15 +105,21 @@ def test_router_gets_gradient_from_the_language_model_loss_alone():
 
 def _train_fraction(target: float, train_clm) -> float:
     torch.manual_seed(0)
-    model = CausalLM(build_backbone("hnet-1stage-tiny", vocab_size=12, target_ratio=[target], ratio_loss_weight=1.0))
-    train_clm(model, steps=30, batch=4, length=128, lr=3e-3)
-    return float(model.backbone.boundary_fraction[0])
+    bb = build_backbone(
+        "hnet-1stage-tiny", vocab_size=12, d_model=32, stage_d_model=[32, 48],
+        main={"arch": "transformer", "n_layer": 1, "n_head": 2}, target_ratio=[target], ratio_loss_weight=1.0,
+    )
+    fractions = []
+    train_clm(CausalLM(bb), steps=30, batch=4, length=96, lr=3e-3,
+              on_step=lambda m: fractions.append(float(bb.boundary_fraction[0])))
+    return sum(fractions[-10:]) / 10  # single batches fluctuate; average the last steps
 
 
 def test_compression_follows_the_ratio_loss_target(train_clm):
     f2, f6 = _train_fraction(2.0, train_clm), _train_fraction(6.0, train_clm)
-    assert abs(f2 - 1 / 2) < 0.15, f2
-    assert abs(f6 - 1 / 6) < 0.1, f6
+    assert abs(f2 - 1 / 2) < 0.12, f2  # at init about 1/100
+    assert abs(f6 - 1 / 6) < 0.12, f6
+    assert f2 - f6 > 0.2
 
 
 @pytest.mark.parametrize("name", ["hnet-1stage-tiny", "hnet-2stage-tiny"])

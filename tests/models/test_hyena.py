@@ -115,3 +115,15 @@ def test_save_load_roundtrip_bit_exact(tmp_path):
     assert again.config == model.config
     x = torch.randint(7, 11, (2, 64))
     assert torch.equal(model(x).logits, again(x).logits)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    a = build_backbone("hyena-tiny", vocab_size=12, d_model=32, embed_dropout=0.0)
+    b = build_backbone("hyena-tiny", vocab_size=12, d_model=32, embed_dropout=0.0, checkpoint_blocks=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randint(7, 11, (2, 50))
+    a(x).square().sum().backward()
+    b(x).square().sum().backward()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6), name
