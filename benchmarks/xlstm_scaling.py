@@ -135,6 +135,7 @@ def main() -> None:
         fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
         with os.fdopen(fd, "w") as fh:
             fh.write(table + "\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, args.out)
 
 
