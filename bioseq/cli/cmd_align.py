@@ -15,7 +15,7 @@ def command(
     index: Path = typer.Argument(..., help="Index directory from `bioseq index`."),
     reads: str = typer.Argument(..., help="Reads (FASTQ or FASTA, plain/gzip/xz; '-' for stdin)."),
     reads2: str = typer.Argument(None, help="Mate reads for paired-end input."),
-    out: str = typer.Option(None, "-o", "--out", help="Output .sam or .bam [default: SAM on stdout]."),
+    out: str = typer.Option(None, "-o", "--out", help="Output .sam or .bam (default: SAM on stdout)."),
     threads: int = typer.Option(1, "-t", "--threads", help="Threads."),
     top_k: int = typer.Option(16, "-k", "--top-k", help="Fragments retrieved per read strand and window."),
     mode: str = typer.Option("hybrid", "--mode", help="Candidates: emb | emb+vote | hybrid | seed (see docs)."),
@@ -25,7 +25,7 @@ def command(
     max_insert: int = typer.Option(1000, "--max-insert", help="Largest insert size of a proper pair."),
     secondary: int = typer.Option(0, "--secondary", help="Secondary alignments to report per read."),
     batch_size: int = typer.Option(2048, "--batch-size", help="Reads per batch (affects speed, never output)."),
-    encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint [default: the bundled one]."),
+    encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint (default: the bundled one)."),
 ) -> None:
     """Embed both strands of each read, search the top-K fragments, realign and write SAM/BAM."""
     import faiss

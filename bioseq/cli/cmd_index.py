@@ -11,8 +11,8 @@ HELP = "Build a neural alignment index (.esa) of a reference FASTA."
 
 def command(
     reference: str = typer.Argument(..., help="Reference FASTA (plain, gzip, bgzip or xz)."),
-    out: Path = typer.Option(None, "-o", "--out", help="Index directory [default: <reference>.esa]."),
-    encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint [default: the bundled one]."),
+    out: Path = typer.Option(None, "-o", "--out", help="Index directory (default: <reference>.esa)."),
+    encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint (default: the bundled one)."),
     fragment_len: int = typer.Option(256, "--fragment-len", help="Reference fragment length (bp)."),
     stride: int = typer.Option(96, "--stride", help="Fragment stride; reads up to fragment_len - stride bp fit one fragment."),
     k: int = typer.Option(15, "-k", help="Minimizer k-mer size."),
