@@ -41,6 +41,7 @@ package's ``xLSTMBlockStack.step``: the state is a fixed set of matrices per blo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -229,6 +230,7 @@ class _ChunkwiseMLSTM:
         return h[:, :, :S]  # (B, NH, S, DH)
 
 
+@functools.cache
 def _slstm_scan_cell_class():
     """The package's vanilla sLSTM cell with a linear-cost time loop (see the module docstring)."""
     from xlstm.blocks.slstm.cell import sLSTMCell_vanilla
