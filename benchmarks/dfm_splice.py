@@ -150,6 +150,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--dfm-only", action="store_true", help="train and score only Dirichlet FM (with and without CFG)")
     ap.add_argument("--save-models", type=Path, default=None, help="also save the trained models here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -173,30 +174,33 @@ def main() -> None:
     dfm = FlowModel(path, DilatedCNN(K=4, d=args.d, num_classes=C), seq_len=L, class_names=names)
     timings["dfm"] = train_flow(dfm, ids[tr], labels[tr], cfg_dropout=0.2, **budget)["seconds"]
     print(f"Dirichlet FM trained ({timings['dfm']:.0f}s, {dfm.denoiser.num_parameters()} parameters)", flush=True)
-    torch.manual_seed(args.seed)
-    lin = FlowModel(LinearPath(K=4), DilatedCNN(K=4, d=args.d, num_classes=C), seq_len=L, class_names=names)
-    timings["linear"] = train_flow(lin, ids[tr], labels[tr], cfg_dropout=0.2, **budget)["seconds"]
-    print(f"linear FM trained ({timings['linear']:.0f}s)", flush=True)
-    torch.manual_seed(args.seed)
-    noisy = NoisyClassifier(K=4, d=32, num_labels=C)
-    timings["noisy_classifier"] = train_noisy_classifier(noisy, path, ids[tr], labels[tr], **budget)["seconds"]
-    noisy.eval()
-    print(f"noisy classifier trained ({timings['noisy_classifier']:.0f}s)", flush=True)
-    lm = build_ar(C, args.ar_d)
-    timings["ar"] = train_ar(lm, ids[tr], labels[tr], args.train_steps, args.batch_size, 1e-3, args.seed)
-    print(f"autoregressive LM trained ({timings['ar']:.0f}s, {sum(p.numel() for p in lm.parameters())} parameters)", flush=True)
-    # distillation: teacher ODE outputs (unguided Dirichlet FM) from recorded noise
-    t0 = time.time()
-    pair_cls = torch.arange(args.distill_pairs) % C
-    x0, targets = teacher_pairs(dfm, args.distill_pairs, pair_cls, steps=args.teacher_steps, seed=args.seed + 5)
-    torch.manual_seed(args.seed)
-    student = FlowModel(path, DilatedCNN(K=4, d=args.d, num_classes=C), seq_len=L, class_names=names, kind="distilled")
-    distill(student, x0, targets, pair_cls, **budget)
-    timings["distill"] = time.time() - t0
-    print(f"one-step student distilled ({timings['distill']:.0f}s incl. {args.distill_pairs} teacher samples)", flush=True)
+    lin = noisy = lm = student = None
+    if not args.dfm_only:  # the baselines
+        torch.manual_seed(args.seed)
+        lin = FlowModel(LinearPath(K=4), DilatedCNN(K=4, d=args.d, num_classes=C), seq_len=L, class_names=names)
+        timings["linear"] = train_flow(lin, ids[tr], labels[tr], cfg_dropout=0.2, **budget)["seconds"]
+        print(f"linear FM trained ({timings['linear']:.0f}s)", flush=True)
+        torch.manual_seed(args.seed)
+        noisy = NoisyClassifier(K=4, d=32, num_labels=C)
+        timings["noisy_classifier"] = train_noisy_classifier(noisy, path, ids[tr], labels[tr], **budget)["seconds"]
+        noisy.eval()
+        print(f"noisy classifier trained ({timings['noisy_classifier']:.0f}s)", flush=True)
+        lm = build_ar(C, args.ar_d)
+        timings["ar"] = train_ar(lm, ids[tr], labels[tr], args.train_steps, args.batch_size, 1e-3, args.seed)
+        print(f"autoregressive LM trained ({timings['ar']:.0f}s, {sum(p.numel() for p in lm.parameters())} parameters)", flush=True)
+        # distillation: teacher ODE outputs (unguided Dirichlet FM) from recorded noise
+        t0 = time.time()
+        pair_cls = torch.arange(args.distill_pairs) % C
+        x0, targets = teacher_pairs(dfm, args.distill_pairs, pair_cls, steps=args.teacher_steps, seed=args.seed + 5)
+        torch.manual_seed(args.seed)
+        student = FlowModel(path, DilatedCNN(K=4, d=args.d, num_classes=C), seq_len=L, class_names=names, kind="distilled")
+        distill(student, x0, targets, pair_cls, **budget)
+        timings["distill"] = time.time() - t0
+        print(f"one-step student distilled ({timings['distill']:.0f}s incl. {args.distill_pairs} teacher samples)", flush=True)
     if args.save_models:
         for name, m in (("dfm", dfm), ("linear", lin), ("distilled", student)):
-            m.save_pretrained(args.save_models / name)
+            if m is not None:
+                m.save_pretrained(args.save_models / name)
 
     def gen(method: str, c: int, n: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
@@ -216,6 +220,8 @@ def main() -> None:
 
     methods = ["Dirichlet FM", f"Dirichlet FM + CFG (w={args.cfg_scale:g})", f"Dirichlet FM + classifier guidance (w={args.cg_scale:g})",
                "linear FM", "distilled one-step", "autoregressive LM"]
+    if args.dfm_only:
+        methods = methods[:2]
 
     def embed(x):
         with torch.no_grad():
@@ -251,13 +257,14 @@ def main() -> None:
 
     # speed: designs per second on the same batch size, as ratios to the 100-step sampler
     speed = {}
-    for label, fn in (
+    timed = [
         ("Dirichlet FM, 100 steps", lambda: sample(dfm, args.speed_n, cls=0, steps=100)),
         ("Dirichlet FM, 20 steps", lambda: sample(dfm, args.speed_n, cls=0, steps=20)),
         ("Dirichlet FM + CFG, 100 steps", lambda: sample(dfm, args.speed_n, cls=0, steps=100, guidance=Guidance(args.cfg_scale))),
         ("distilled one-step", lambda: sample(student, args.speed_n, cls=0)),
         ("autoregressive LM (60 tokens)", lambda: sample_ar(lm, args.speed_n, 0, L, 0)),
-    ):
+    ]
+    for label, fn in timed[:3] if args.dfm_only else timed:
         t0 = time.time()
         fn()
         speed[label] = args.speed_n / (time.time() - t0)
@@ -265,11 +272,12 @@ def main() -> None:
     for k, v in speed.items():
         print(f"speed {k:32s} {v:9.1f} designs/s  ({v / ref:6.1f}x the 100-step sampler)", flush=True)
     result = {
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "save_models")},
         "data": {"n": len(ids), "train": len(tr), "held_out": len(te), "classes": names},
         "eval_classifier_accuracy": acc, "train_seconds": timings, "rows": rows, "speed": speed,
-        "params": {"dfm_cnn": dfm.denoiser.num_parameters(), "ar_lm": sum(p.numel() for p in lm.parameters()),
-                   "noisy_classifier": noisy.num_parameters()},
+        "params": {"dfm_cnn": dfm.denoiser.num_parameters()} if args.dfm_only else {
+            "dfm_cnn": dfm.denoiser.num_parameters(), "ar_lm": sum(p.numel() for p in lm.parameters()),
+            "noisy_classifier": noisy.num_parameters()},
         "load_average": os.getloadavg(), "wall_seconds": time.time() - t_start,
     }
     (args.out / "splice.json").write_text(json.dumps(result, indent=2) + "\n")
