@@ -46,6 +46,7 @@ class AlignParams:
     gap_open: int = 6
     gap_extend: int = 1
     min_score: int = 30
+    clip_penalty: int = 5
     min_len: int = 30
     max_insert: int = 1000
     unpaired_penalty: int = 17
@@ -255,6 +256,13 @@ class Aligner:
         keep = 1 + p.secondary
         return [self.traceback(seqs[h.strand], h) if i < max(keep, 4) else h for i, h in enumerate(hits)]
 
+    def _extend(self, q: str, r: str) -> tuple[int, list[tuple[int, str]]]:
+        """Ungapped score of ``q`` against ``r`` (same length) and its =/X runs."""
+        same = [a == b and a != "N" for a, b in zip(q, r)]
+        n_n = sum(1 for a, b in zip(q, r) if "N" in (a, b))
+        score = sum(same) * self.p.match - (len(q) - sum(same) - n_n) * self.p.mismatch - n_n
+        return score, _runs(same)
+
     def traceback(self, seq: str, h: Hit) -> Hit:
         """Full alignment of the hit's window: CIGAR (M/I/D/S), NM, MD, contig-local position."""
         p, idx = self.p, self.index
@@ -273,6 +281,20 @@ class Aligner:
                 qb += n
         while ops and ops[-1][1] in "DI":
             ops.pop()
+        # Local alignment clips an end as soon as clipping scores no worse; like bwa mem's clipping
+        # penalty, extend an end to the read's end unless that costs more than `clip_penalty`.
+        score = int(r.score)
+        if 0 < qb <= rb:
+            ext, run = self._extend(seq[:qb], ref[rb - qb : rb])
+            if ext > -p.clip_penalty:
+                ops, score, rb, qb = run + ops, score + ext, rb - qb, 0
+        qend = qb + sum(n for n, op in ops if op in "=XI")
+        rend = rb + sum(n for n, op in ops if op in "=XD")
+        tail = L - qend
+        if 0 < tail <= len(ref) - rend:
+            ext, run = self._extend(seq[qend:], ref[rend : rend + tail])
+            if ext > -p.clip_penalty:
+                ops, score = ops + run, score + ext
         cig, md, nm = [], [], 0
         qi, ri, mrun = qb, lo + rb, 0
         ref_codes = idx.reference
@@ -308,9 +330,21 @@ class Aligner:
         if L - qi:
             cig.append((L - qi, "S"))
         start = lo + rb
-        return Hit(score=int(r.score), contig=c, pos=start - int(idx.offsets[c]), end=ri - int(idx.offsets[c]),
+        return Hit(score=score, contig=c, pos=start - int(idx.offsets[c]), end=ri - int(idx.offsets[c]),
                    strand=h.strand, cigar="".join(f"{n}{op}" for n, op in cig), nm=nm, md="".join(md), gpos=start,
                    win=h.win)
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, str]]:
+    """Match/mismatch flags -> merged ``(n, '=' | 'X')`` runs."""
+    out: list[tuple[int, str]] = []
+    for f in flags:
+        op = "=" if f else "X"
+        if out and out[-1][1] == op:
+            out[-1] = (out[-1][0] + 1, op)
+        else:
+            out.append((1, op))
+    return out
 
 
 def _parse_cigar(s: str) -> list[tuple[int, str]]:

@@ -217,3 +217,16 @@ def test_repeats_get_mapq_zero_and_secondary_lines(tmp_path, lambda_contig):
         out = tmp_path / "rep.sam"
         out.write_text(res.stdout)
         assert subprocess.run(["samtools", "quickcheck", str(out)]).returncode == 0
+
+
+def test_mismatches_near_the_ends_do_not_clip(tmp_path, lambda_index, lambda_contig):
+    """Like bwa mem's clipping penalty: an end is extended unless that costs more than 5."""
+    ref = alphabet.decode(lambda_contig.codes[25_000:25_150])
+    sub = {"A": "C", "C": "G", "G": "T", "T": "A"}
+    read = ref[:2] + sub[ref[2]] + ref[3:146] + sub[ref[146]] + ref[147:]
+    clipped = ref[:2] + sub[ref[2]] + sub[ref[3]] + ref[4:]  # two mismatches in 4 bases: clip
+    fq = write_fastq(tmp_path / "ends.fq", [("ends", read, "I" * 150), ("clip", clipped, "I" * 150)])
+    res = run_cli("align", str(lambda_index), str(fq))
+    a, b = _records(res.stdout)
+    assert (a[3], a[5]) == ("25001", "150M") and "NM:i:2" in a and "AS:i:140" in a
+    assert (b[3], b[5]) == ("25005", "4S146M") and "NM:i:0" in b and "AS:i:146" in b
