@@ -501,9 +501,9 @@ def main(argv=None) -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--threshold", type=float, default=DEFAULT_IDENTITY)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--cnn-epochs", type=int, default=3)
+    ap.add_argument("--cnn-epochs", type=int, default=2)
     ap.add_argument("--cnn-channels", type=int, default=16)
-    ap.add_argument("--train-rows", type=int, default=1500, help="training rows drawn per epoch (Transformer) / in all (CNN)")
+    ap.add_argument("--train-rows", type=int, default=1000, help="training rows drawn per epoch (Transformer) / in all (CNN)")
     ap.add_argument("--ddg-epochs", type=int, default=2)
     ap.add_argument("--residue-epochs", type=int, default=2)
     ap.add_argument("--ig-steps", type=int, default=8)
@@ -515,8 +515,8 @@ def main(argv=None) -> None:
     ap.add_argument("--max-protein-len", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=4, help="parallel jobs (forked processes)")
-    ap.add_argument("--gb-iters", type=int, default=100)
-    ap.add_argument("--ddg-train-pairs", type=int, default=500)
+    ap.add_argument("--gb-iters", type=int, default=60)
+    ap.add_argument("--ddg-train-pairs", type=int, default=300)
     ap.add_argument("--cache", default=str(ROOT / "runs/multiomic_cache"), help="identity matrices are cached here")
     ap.add_argument("--quick", action="store_true", help="subset and 1 epoch: a smoke run")
     ap.add_argument("--parts", default="dg,ddg,residues,attribution")
@@ -583,6 +583,8 @@ def main(argv=None) -> None:
             for f in as_completed(futs):
                 results[futs[f]] = f.result()
                 print(f"done {futs[f]} at {time.time() - t_start:.0f}s", flush=True)
+                if futs[f][0] != "dg":  # sections print as they finish, so a cut-short run still reports them
+                    print("\n".join(results[futs[f]]), flush=True)
     else:
         for j in jobs:
             results[j] = _run_job(j)
