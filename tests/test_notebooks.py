@@ -17,7 +17,7 @@ nbformat = pytest.importorskip("nbformat")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 IN_CI = os.environ.get("BIOSEQ_SMOKE") == "1"
-EXPECTED = {"finetune_splice_sites", "finetune_promoters", "design_with_dfm"}
+EXPECTED = {"finetune_splice_sites", "finetune_promoters", "design_with_dfm", "align_and_inspect"}
 
 
 def test_expected_notebooks_exist():
