@@ -39,8 +39,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from bioseq.design import (
-    DilatedCNN, DirichletPath, FlowModel, Guidance, LinearPath, NoisyClassifier, distill, sample, teacher_pairs,
-    train_flow, train_noisy_classifier,
+    DilatedCNN,
+    DirichletPath,
+    FlowModel,
+    Guidance,
+    LinearPath,
+    NoisyClassifier,
+    distill,
+    sample,
+    teacher_pairs,
+    train_flow,
+    train_noisy_classifier,
 )
 from bioseq.design.data import load_sequence_csv, stratified_split
 

@@ -22,7 +22,15 @@ from pathlib import Path
 
 import torch
 
-from bioseq.design import DirichletPath, FlowModel, LinearPath, MLPDenoiser, default_schedule, sample, train_flow
+from bioseq.design import (
+    DirichletPath,
+    FlowModel,
+    LinearPath,
+    MLPDenoiser,
+    default_schedule,
+    sample,
+    train_flow,
+)
 
 OUT = Path(__file__).resolve().parent / "results" / "dfm"
 

@@ -25,8 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from bioseq.design import (  # noqa: E402
-    DirichletPath, FlowModel, LinearPath, NoisyClassifier, build_denoiser, default_schedule, distill, save_module,
-    teacher_pairs, train_flow, train_noisy_classifier,
+    DirichletPath,
+    FlowModel,
+    LinearPath,
+    NoisyClassifier,
+    build_denoiser,
+    default_schedule,
+    distill,
+    save_module,
+    teacher_pairs,
+    train_flow,
+    train_noisy_classifier,
 )
 from bioseq.design.data import load_sequence_csv, stratified_split  # noqa: E402
 from bioseq.utils.recipe_config import load_recipe_config  # noqa: E402

@@ -10,9 +10,22 @@
 The CLI is ``bioseq design --model DIR --n 1000 [--class C --guidance 3] -o designs.fa``.
 """
 
-from bioseq.design.denoisers import BackboneDenoiser, DilatedCNN, MLPDenoiser, NoisyClassifier, build_denoiser
+from bioseq.design.denoisers import (
+    BackboneDenoiser,
+    DilatedCNN,
+    MLPDenoiser,
+    NoisyClassifier,
+    build_denoiser,
+)
 from bioseq.design.model import FlowModel, load_module, save_module
-from bioseq.design.paths import DirichletPath, LinearPath, default_schedule, dirichlet_c, marginal_field, simplex_project
+from bioseq.design.paths import (
+    DirichletPath,
+    LinearPath,
+    default_schedule,
+    dirichlet_c,
+    marginal_field,
+    simplex_project,
+)
 from bioseq.design.sampler import Guidance, sample
 from bioseq.design.train import distill, teacher_pairs, train_flow, train_noisy_classifier
 

@@ -54,7 +54,7 @@ def load_sequence_csv(
     keep = np.ones(len(rows), dtype=bool)
     if dedupe:
         seen: dict[str, set[str]] = {}
-        for s, lab in zip(seqs, labels):
+        for s, lab in zip(seqs, labels, strict=True):
             seen.setdefault(s, set()).add(lab)
         first: set[str] = set()
         for i, s in enumerate(seqs):
@@ -62,7 +62,7 @@ def load_sequence_csv(
             first.add(s)
     names = sorted(set(labels))
     ids = torch.from_numpy(np.stack(codes)[keep].astype(np.int64))
-    lab = torch.tensor([names.index(x) for x, k in zip(labels, keep) if k])
+    lab = torch.tensor([names.index(x) for x, k in zip(labels, keep, strict=True) if k])
     return ids, lab, names
 
 

@@ -98,7 +98,7 @@ class _CNNTrunk(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.inp(simplex_features(x).transpose(1, 2)))  # (B, d, L)
-        for conv, cond, norm in zip(self.convs, self.cond, self.norms):
+        for conv, cond, norm in zip(self.convs, self.cond, self.norms, strict=True):
             z = self.drop(h) + cond(c)[:, :, None]  # conditioning enters every block
             z = norm(z.transpose(1, 2)).transpose(1, 2)
             h = h + F.relu(conv(z))

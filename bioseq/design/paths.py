@@ -26,7 +26,6 @@ geometrically in what the network has to resolve) and :meth:`LinearPath.time_fea
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -76,7 +75,6 @@ def dirichlet_c(x: torch.Tensor, t: torch.Tensor | float, K: int) -> torch.Tenso
     x, a = torch.broadcast_tensors(x, t + 1.0)
     shape = x.shape
     x, a = x.reshape(-1), a.reshape(-1)
-    y = 1.0 - x
     out = torch.zeros_like(x)
 
     # Head by Horner in z = 1/y on the two positive polynomials P = sum_j alpha_j z^(n-j) and

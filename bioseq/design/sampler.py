@@ -138,7 +138,7 @@ def _integrate(model: FlowModel, x: torch.Tensor, cls: torch.Tensor | None, step
     grid = path.time_grid(steps).tolist()
     t_floor = grid[1]
     p = None
-    for s, t in zip(grid[:-1], grid[1:]):
+    for s, t in zip(grid[:-1], grid[1:], strict=True):
         p = _posterior(model, x, s, cls, g, t_floor)
         x = x + (t - s) * path.velocity(x, p, s)
         x = simplex_project(x)

@@ -8,7 +8,13 @@ import mpmath as mp
 import pytest
 import torch
 
-from bioseq.design.paths import DirichletPath, LinearPath, dirichlet_c, marginal_field, simplex_project
+from bioseq.design.paths import (
+    DirichletPath,
+    LinearPath,
+    dirichlet_c,
+    marginal_field,
+    simplex_project,
+)
 
 
 def c_reference(x: float, t: float, K: int, dps: int = 30) -> float:
@@ -32,7 +38,7 @@ XS = [1e-12, 1e-5, 0.003, 0.05, 0.3, 0.5, 0.8, 0.99, 0.999999, 1 - 1e-10]
 def test_c_matches_mpmath(K):
     for t in [0.0, 0.01, 1.0, 8.0, 60.0, 320.0]:
         got = dirichlet_c(torch.tensor(XS, dtype=torch.float64), t, K)
-        for x, g in zip(XS, got.tolist()):
+        for x, g in zip(XS, got.tolist(), strict=True):
             ref = c_reference(x, t, K)
             assert math.isfinite(g) and g > 0
             assert abs(g - ref) <= 1e-8 * abs(ref), (K, t, x, g, ref)

@@ -6,8 +6,20 @@ import pytest
 import torch
 
 from bioseq.design import (
-    BackboneDenoiser, DilatedCNN, DirichletPath, FlowModel, Guidance, LinearPath, MLPDenoiser, NoisyClassifier,
-    distill, load_module, sample, save_module, teacher_pairs, train_flow,
+    BackboneDenoiser,
+    DilatedCNN,
+    DirichletPath,
+    FlowModel,
+    Guidance,
+    LinearPath,
+    MLPDenoiser,
+    NoisyClassifier,
+    distill,
+    load_module,
+    sample,
+    save_module,
+    teacher_pairs,
+    train_flow,
 )
 
 
@@ -27,7 +39,7 @@ def test_sampler_stays_on_the_simplex():
     for path in (DirichletPath(K=4, t_max=8), LinearPath(K=4)):
         model = cnn_model(path=path)
         seen = []
-        ids, probs = run(model, cls=1, decode="sample", callback=lambda t, x: seen.append(x.clone()))
+        ids, probs = run(model, cls=1, decode="sample", callback=lambda t, x, seen=seen: seen.append(x.clone()))
         assert ids.shape == (5, 12) and ids.dtype == torch.long and int(ids.min()) >= 0 and int(ids.max()) < 4
         assert len(seen) == 6
         for x in seen + [probs.double()]:
