@@ -230,3 +230,16 @@ def test_mismatches_near_the_ends_do_not_clip(tmp_path, lambda_index, lambda_con
     a, b = _records(res.stdout)
     assert (a[3], a[5]) == ("25001", "150M") and "NM:i:2" in a and "AS:i:140" in a
     assert (b[3], b[5]) == ("25005", "4S146M") and "NM:i:0" in b and "AS:i:146" in b
+
+
+def test_hnsw_index_for_large_references(tmp_path, lambda_fasta, lambda_reads):
+    """Above --hnsw-above fragments the index is HNSW; it loads and places reads like the exact one."""
+    idx = tmp_path / "hnsw.esa"
+    assert run_cli("index", str(lambda_fasta), "-o", str(idx), "--hnsw-above", "100").exit_code == 0
+    assert json.loads((idx / "manifest.json").read_text())["faiss"] == "hnsw32"
+    fq, reads = lambda_reads
+    res = run_cli("align", str(idx), str(fq))
+    assert res.exit_code == 0
+    truth = {r[0]: r[3] for r in reads}
+    correct = sum(abs(int(r[3]) - truth[r[0]]) <= 10 for r in _records(res.stdout))
+    assert correct >= 0.97 * len(reads)
