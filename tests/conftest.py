@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Idle OpenMP workers otherwise spin and steal the (two) cores from the thread doing the work;
+# must be set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
