@@ -154,7 +154,10 @@ def main(argv: list[str]) -> dict:
 
     # data: genome windows and protein crops, mixed by p_protein; eval uses another seed
     d = cfg["data"]
-    dna = DNAWindows([resolve(p) for p in d["genomes"]], window=d["dna_window"])
+    if d.get("genome_store"):  # a Zarr store (bioseq.data.build_store), else the FASTA files
+        dna = DNAWindows.from_store(resolve(d["genome_store"]), window=d["dna_window"], seed=seed)
+    else:
+        dna = DNAWindows([resolve(p) for p in d["genomes"]], window=d["dna_window"])
     prots = ProteinCrops(resolve(d["proteins"]), max_len=d["protein_max_len"], limit=d.get("protein_limit"))
     corpus = MixedCorpus(tok, dna, prots, p_protein=d["p_protein"], seed=seed)
     eval_corpus = MixedCorpus(tok, dna, prots, p_protein=d["p_protein"], seed=seed + 10_007)

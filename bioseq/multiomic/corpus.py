@@ -55,17 +55,34 @@ def read_fasta(path: str | Path) -> Iterator[tuple[str, str]]:
 
 class DNAWindows:
     """Random fixed-length windows of genomes, drawn proportionally to sequence length; windows
-    with more than ``max_n_frac`` ambiguous bases are redrawn."""
+    with more than ``max_n_frac`` ambiguous bases are redrawn. Reads FASTA files, or a Zarr genome
+    store (:meth:`from_store`, :class:`bioseq.data.WindowSampler` underneath)."""
 
     def __init__(self, fasta_paths: Sequence[str | Path], window: int = 256, max_n_frac: float = 0.1) -> None:
         self.window, self.max_n_frac = window, max_n_frac
+        self.sampler = None
         self.seqs = [s for p in fasta_paths for _, s in read_fasta(p) if len(s) >= window]
         if not self.seqs:
             raise DataError(f"no sequence of at least {window} bp in {list(map(str, fasta_paths))}")
         lens = np.array([len(s) - window + 1 for s in self.seqs], dtype=np.float64)
         self.p = lens / lens.sum()
 
+    @classmethod
+    def from_store(cls, store: str | Path, window: int = 256, max_n_frac: float = 0.1, seed: int = 0) -> DNAWindows:
+        """Windows of a genome store built by :func:`bioseq.data.build_store` (both strands)."""
+        from bioseq.data import WindowSampler
+
+        self = cls.__new__(cls)
+        self.window, self.max_n_frac, self.seqs = window, max_n_frac, []
+        self.sampler = WindowSampler(str(store), window, seed=seed, max_n_frac=max_n_frac)
+        return self
+
     def sample(self, rng: np.random.Generator) -> str:
+        if self.sampler is not None:
+            from bioseq.alphabet import decode
+
+            codes, _ = self.sampler.fetch(0, [int(rng.integers(0, 2**62))])  # (1, window) uint8
+            return decode(codes[0], keep_case=False)
         for _ in range(100):
             s = self.seqs[rng.choice(len(self.seqs), p=self.p)]
             start = int(rng.integers(0, len(s) - self.window + 1))

@@ -75,3 +75,16 @@ def test_mixed_corpus_is_deterministic_and_tagged(tmp_path, lambda_fasta):
             assert len(x) == 67 and not protein_token_mask(V, body).any()
         else:
             assert len(x) <= 103 and protein_token_mask(V, body).all()
+
+
+def test_dna_windows_from_genome_store(tmp_path, lambda_fasta):
+    from bioseq.alphabet import reverse_complement
+    from bioseq.data import build_store
+
+    store = build_store([lambda_fasta], tmp_path / "lambda.zarr")
+    genome = next(iter(read_fasta(lambda_fasta)))[1]
+    a, b = DNAWindows.from_store(store, window=50), DNAWindows.from_store(store, window=50)
+    wins = [a.sample(np.random.default_rng([3, i])) for i in range(20)]
+    assert wins == [b.sample(np.random.default_rng([3, i])) for i in range(20)]  # deterministic
+    assert all(len(w) == 50 and (w in genome or reverse_complement(w) in genome) for w in wins)
+    assert len(set(wins)) == 20
