@@ -17,7 +17,8 @@ nbformat = pytest.importorskip("nbformat")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 IN_CI = os.environ.get("BIOSEQ_SMOKE") == "1"
-EXPECTED = {"finetune_splice_sites", "finetune_promoters", "design_with_dfm", "align_and_inspect"}
+EXPECTED = {"finetune_splice_sites", "finetune_promoters", "design_with_dfm", "align_and_inspect",
+            "protein_embeddings"}
 
 
 def test_expected_notebooks_exist():
