@@ -94,7 +94,7 @@ class MambaConfig(BackboneConfig):
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     dt_init_floor: float = 1e-4
-    chunk_size: int = 256
+    chunk_size: int = 128
     norm_eps: float = 1e-5
     rc_equivariant: bool = False
     backend: str = "auto"
@@ -289,7 +289,7 @@ def selective_scan(
     C: torch.Tensor,
     D: torch.Tensor | None = None,
     initial_state: torch.Tensor | None = None,
-    chunk_size: int = 256,
+    chunk_size: int = 128,
     return_final_state: bool = False,
 ):
     """Mamba-1 selective scan in pure PyTorch (chunked, memory-lean).
