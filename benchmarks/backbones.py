@@ -30,7 +30,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -246,11 +245,11 @@ def main() -> None:
     report = "\n".join(lines + checks)
     print(report)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(report + "\n")
-        os.replace(tmp, args.out)
+        sys.path.insert(0, str(ROOT))
+        from bioseq.io.atomic import atomic_file
+
+        with atomic_file(args.out) as tmp:
+            tmp.write_text(report + "\n")
 
 
 if __name__ == "__main__":
