@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> None:
             b, c = causal_bits(model, torch.as_tensor(tok.encode_codes(codes[i : i + 16])), nuc)
             bits, n = bits + b, n + c
         rows.append((name, codes, bits / n))
+    # The same architecture untrained, as the starting point of the comparison.
+    from bioseq.models import CausalLM, build_backbone
+
+    torch.manual_seed(0)
+    untrained = CausalLM(build_backbone(model.config)).eval()
+    b0, n0 = causal_bits(untrained, torch.as_tensor(tok.encode_codes(rows[0][1][:16])), nuc)
     train_contigs = [valid.store.fetch(int(i)) for i in train.sampler.contig_ids]
     markov, scores = best_markov(train_contigs, rows[0][1], orders=range(0, args.max_order + 1))
 
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_column("model")
     t.add_column("bits/base", justify="right")
     t.add_row(f"{cfg['model']['size']} (pretrained, this run)", f"{rows[0][2]:.4f}")
+    t.add_row(f"{cfg['model']['size']} (same model untrained)", f"{b0 / n0:.4f}")
     for k in sorted({0, 2, 4, markov.k} & set(scores)):
         t.add_row(f"order-{k} Markov{' (best k on these windows)' if k == markov.k else ''}", f"{scores[k]:.4f}")
     t.add_row("uniform", "2.0000")
