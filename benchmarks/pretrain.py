@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--backbones", nargs="*", help="subset of recipes/configs/<backbone>/tiny_clm.yaml")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_pretrain")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pretrain.md")
+    ap.add_argument("--reuse", action="store_true", help="skip backbones whose run folder already holds a finished run")
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run (e.g. data.window=512)")
     args = ap.parse_args()
 
@@ -65,15 +66,21 @@ def main() -> None:
     for cfg in configs:
         bb = cfg.parent.name
         out = args.runs / bb
-        print(f"== {bb}: {args.steps} steps", flush=True)
-        wall = run_config(cfg, out, args.steps, extra)
+        finished = out / "metrics.csv"
+        if args.reuse and finished.exists() and any(r["split"] == "valid" and int(r["step"]) == args.steps
+                                                    for r in csv.DictReader(open(finished))):
+            print(f"== {bb}: reusing the finished run in {out}", flush=True)
+            wall = float("nan")
+        else:
+            print(f"== {bb}: {args.steps} steps", flush=True)
+            wall = run_config(cfg, out, args.steps, extra)
         rows = list(csv.DictReader(open(out / "metrics.csv")))
         train = [r for r in rows if r["split"] == "train"]
         valid = [r for r in rows if r["split"] == "valid"]
         results.append({
             "backbone": bb, "size": load_recipe_config(cfg)["model"]["size"],
             "bpb": float(valid[-1]["bits_per_base"]), "tokens": int(train[-1]["tokens"]),
-            "tok_s": float(train[-1]["tokens_per_s"]), "wall": wall,
+            "tok_s": float(train[-1]["tokens_per_s"]), "wall": float(train[-1]["elapsed_s"]) if wall != wall else wall,
             "curve": [(int(r["tokens"]), float(r["bits_per_base"])) for r in train],
         })
         print(f"   held-out {results[-1]['bpb']:.4f} bits/base, {results[-1]['tok_s']:,.0f} tokens/s", flush=True)
