@@ -76,6 +76,8 @@ def main() -> None:
             wall = run_config(cfg, out, args.steps, extra)
         rows = list(csv.DictReader(open(out / "metrics.csv")))
         train = [r for r in rows if r["split"] == "train"]
+        # a run folder reused after an interrupted attempt holds several runs: keep the last one
+        train = train[max(i for i, r in enumerate(train) if int(r["step"]) == 1):]
         valid = [r for r in rows if r["split"] == "valid"]
         results.append({
             "backbone": bb, "size": load_recipe_config(cfg)["model"]["size"],
