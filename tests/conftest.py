@@ -91,3 +91,16 @@ def train_clm(lambda_token_ids):
         return losses
 
     return run
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the duration of a test. Folders of many tiny tensor ops use it
+    (autouse in their conftest): a second thread only adds synchronisation, and on a loaded
+    machine long spin waits."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,15 +1,8 @@
-"""One intra-op thread for these tests: they run many small tensor ops, for which a second thread
-only adds synchronisation (and, on a loaded machine, long spin waits)."""
-
-from __future__ import annotations
+"""Flow-matching tests run many small tensor ops: single-threaded (see ``one_thread``)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_threaded(one_thread):
     yield
-    torch.set_num_threads(n)
