@@ -13,9 +13,18 @@ Candidate modes (``AlignParams.mode``) make the contribution of each part measur
 * ``hybrid`` (default): ``emb+vote`` plus candidates from the best seed-diagonal clusters that
   the embedding search missed (each scored with its fragment's embedding similarity too).
 * ``seed``: seed clusters only (no embedding), a baseline for the ablation.
+* ``rescue`` (default): seed clusters first, for the whole batch at once; only the reads the seeds
+  leave unplaced or poorly placed (best score below ``rescue_below`` x read length) are embedded and
+  searched, and their embedding candidates (re-ranked by the seed vote) are realigned and merged.
+  The network then costs time only where it can change the answer.
 
-The ``max_align`` best-ranked candidates are scored; the best gets a traceback (CIGAR, NM, MD).
-XS is the best score at another locus; MAPQ grows with AS - XS and is capped at 60 (never 255).
+The ``max_align`` best-ranked candidates are scored; the best gets a traceback (CIGAR, NM, MD):
+directly from the diagonal when the best local alignment is ungapped (most reads), otherwise from
+parasail's striped traceback. XS is the best score at another locus; MAPQ grows with AS - XS and is
+capped at 60 (never 255).
+
+Seeding, clustering and candidate windows run on whole batches of reads with numpy; a read's
+result depends only on the read, so batch size and thread count never change the output.
 """
 
 from __future__ import annotations
@@ -26,9 +35,10 @@ import numpy as np
 
 from bioseq import alphabet
 from bioseq.align.index import Index
-from bioseq.align.minimizers import clusters
+from bioseq.align.minimizers import batch_clusters
+from bioseq.align.minimizers import clusters as _clusters
 
-MODES = ("emb", "emb+vote", "hybrid", "seed")
+MODES = ("rescue", "seed", "hybrid", "emb+vote", "emb")
 _ACGTN = np.frombuffer(b"ACGTNNNNNNNNNNNN", dtype=np.uint8)
 
 
@@ -37,7 +47,7 @@ class AlignParams:
     """Aligner settings (defaults follow bwa mem where there is an equivalent)."""
 
     top_k: int = 16
-    mode: str = "hybrid"
+    mode: str = "rescue"
     max_align: int = 6
     seed_clusters: int = 3
     pad: int = 24
@@ -51,6 +61,7 @@ class AlignParams:
     max_insert: int = 1000
     unpaired_penalty: int = 17
     secondary: int = 0
+    rescue_below: float = 0.6
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -73,8 +84,14 @@ class Hit:
     cigar: str = ""
     nm: int = 0
     md: str = ""
-    gpos: int = 0  # global alignment end before traceback (locus comparisons), start after
+    gpos: int = 0  # global alignment end before traceback, start after
     win: tuple[int, int] = (0, 0)  # global reference window the hit was found in
+    qend: int = -1  # last aligned read base of the local alignment (before traceback)
+    gend: int = 0  # global reference position of the local alignment's last base (locus comparisons)
+
+    @property
+    def traced(self) -> bool:
+        return self.contig >= 0
 
 
 @dataclass
@@ -97,7 +114,7 @@ class ReadResult:
 
 
 def same_locus(a: Hit, b: Hit, tol: int = 20) -> bool:
-    return a.strand == b.strand and a.contig == b.contig and abs(a.gpos - b.gpos) <= tol
+    return a.strand == b.strand and abs(a.gend - b.gend) <= tol
 
 
 def mapq(as_: int, xs: int | None, length: int, p: AlignParams) -> int:
@@ -131,6 +148,7 @@ class Aligner:
             self.matrix.set_value(i, 4, -1)
             self.matrix.set_value(4, i, -1)
         self.ref_ascii = _ACGTN[index.reference & 0x0F]  # (G,) uint8 ACGTN bytes
+        self.ref4 = np.minimum(index.reference & 0x0F, 4).astype(np.uint8)  # (G,) codes, 4 = any ambiguity
         self.search_block = 256
 
     # -- embedding search -------------------------------------------------------------------------
@@ -141,6 +159,10 @@ class Aligner:
         if not queries:
             return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
         emb = self.encoder.embed(queries, self.index.window)
+        if self.encoder.threads:
+            import faiss
+
+            faiss.omp_set_num_threads(self.encoder.threads)
         sims, ids = [], []
         b = self.search_block
         for s in range(0, len(emb), b):
@@ -175,44 +197,45 @@ class Aligner:
         w = self.index.window
         return [s[o : o + n] for s in strands for o, n in windows(len(s), w)]
 
-    def candidates(self, strands, sims, ids, qemb) -> list[tuple]:
-        """Ranked candidate windows [(rank key, strand, lo, hi)] in global coordinates."""
+    def candidates(self, strands, sims, ids, qemb, diags, mode: str | None = None) -> list[tuple]:
+        """Ranked candidate windows [(rank key, strand, lo, hi)] in global coordinates for the
+        embedding modes; ``diags`` are the seed diagonals of the two strands."""
         idx, p = self.index, self.p
+        mode = mode or p.mode
         F, W, stride = idx.fragment_len, idx.window, int(idx.manifest["stride"])
         L = len(strands[0])
         wins = windows(L, W)
         nw = len(wins)
-        diags = [idx.seeds.diagonals(s) for s in strands] if p.mode != "emb" else None
+        diags = diags if mode != "emb" else None
         # one row per candidate: sim, votes, lo, hi, read-start range lo_s..hi_s, strand
         cands: list[tuple] = []
-        if p.mode != "seed":
-            offs = np.array([o for o, _ in wins])[:, None]  # (nw, 1)
-            wlen = np.array([w for _, w in wins])[:, None]
+        offs = np.array([o for o, _ in wins])[:, None]  # (nw, 1)
+        wlen = np.array([w for _, w in wins])[:, None]
+        for strand in (0, 1):
+            I = ids[strand * nw : (strand + 1) * nw]  # (nw, K)
+            ok = I >= 0
+            fs = idx.fragments[np.where(ok, I, 0)]
+            lo_s = (fs - offs)[ok]  # read-start range implied by each fragment
+            hi_s = (fs + F - wlen - offs)[ok]
+            sim = sims[strand * nw : (strand + 1) * nw][ok].astype(np.float64)
+            c = np.searchsorted(idx.offsets, fs[ok], "right") - 1
+            if diags is not None:
+                d = diags[strand]
+                v = np.searchsorted(d, hi_s + 8, "right") - np.searchsorted(d, lo_s - 8, "left")
+            else:
+                v = np.zeros(len(lo_s), dtype=np.int64)
+            lo = np.maximum(idx.offsets[c], lo_s - p.pad)
+            hi = np.minimum(idx.offsets[c + 1], hi_s + L + p.pad)
+            # one candidate per coarse locus: the one with most votes, then highest similarity
+            key = (lo_s + stride // 2) // stride
+            order = np.lexsort((-sim, -v, key))
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = key[order][1:] != key[order][:-1]
+            for k in order[first]:
+                cands.append((float(sim[k]), int(v[k]), int(lo[k]), int(hi[k]), int(lo_s[k]), int(hi_s[k]), strand))
+        if mode == "hybrid":
             for strand in (0, 1):
-                I = ids[strand * nw : (strand + 1) * nw]  # (nw, K)
-                ok = I >= 0
-                fs = idx.fragments[np.where(ok, I, 0)]
-                lo_s = (fs - offs)[ok]  # read-start range implied by each fragment
-                hi_s = (fs + F - wlen - offs)[ok]
-                sim = sims[strand * nw : (strand + 1) * nw][ok].astype(np.float64)
-                c = np.searchsorted(idx.offsets, fs[ok], "right") - 1
-                if diags is not None:
-                    d = diags[strand]
-                    v = np.searchsorted(d, hi_s + 8, "right") - np.searchsorted(d, lo_s - 8, "left")
-                else:
-                    v = np.zeros(len(lo_s), dtype=np.int64)
-                lo = np.maximum(idx.offsets[c], lo_s - p.pad)
-                hi = np.minimum(idx.offsets[c + 1], hi_s + L + p.pad)
-                # one candidate per coarse locus: the one with most votes, then highest similarity
-                key = (lo_s + stride // 2) // stride
-                order = np.lexsort((-sim, -v, key))
-                first = np.ones(len(order), dtype=bool)
-                first[1:] = key[order][1:] != key[order][:-1]
-                for k in order[first]:
-                    cands.append((float(sim[k]), int(v[k]), int(lo[k]), int(hi[k]), int(lo_s[k]), int(hi_s[k]), strand))
-        if p.mode in ("hybrid", "seed"):
-            for strand in (0, 1):
-                for v, d in clusters(diags[strand])[: p.seed_clusters]:
+                for v, d in _clusters(diags[strand])[: p.seed_clusters]:
                     if v < 2 or not 0 <= d < idx.offsets[-1]:
                         continue
                     if any(x[6] == strand and x[4] - 8 <= d <= x[5] + 8 for x in cands):
@@ -227,34 +250,106 @@ class Aligner:
                     cands.append((sim, v, lo, hi, d, d, strand))
         ranked = []
         for sim, v, lo, hi, _, _, strand in cands:
-            rank = (-sim, lo) if p.mode == "emb" else (-v, -sim, lo)
+            rank = (-sim, lo) if mode == "emb" else (-v, -sim, lo)
             ranked.append((rank, strand, lo, hi))
         ranked.sort()
         return ranked[: p.max_align]
 
-    def align_read(self, strands: list[np.ndarray], sims, ids, qemb) -> list[Hit]:
-        """Score the ranked candidates and trace back the best ones -> hits, best first."""
+    # -- a batch of reads --------------------------------------------------------------------------
+    def align_batch(self, reads: list[list[np.ndarray]], n_trace: int = 1) -> list[list[Hit]]:
+        """Align a batch of prepared reads (``[forward, reverse complement]`` codes from
+        :meth:`prepare`, or ``[]`` for a read that is reported unmapped) -> hits per read, best
+        first, the first ``n_trace`` with a full traceback."""
+        p = self.p
+        out: list[list[Hit]] = [[] for _ in reads]
+        live = [i for i, r in enumerate(reads) if r]
+        if not live:
+            return out
+        seqs = [s for i in live for s in reads[i]]  # strand index 2 * j + strand for live read j
+        bounds, diags = self.index.seeds.batch_diagonals(seqs)
+
+        def strand_diags(j: int) -> list[np.ndarray]:
+            return [diags[bounds[2 * j + t] : bounds[2 * j + t + 1]] for t in (0, 1)]
+
+        if p.mode in ("seed", "rescue"):
+            for j, cands in enumerate(self._seed_candidates(bounds, diags, np.array([len(s) for s in seqs]))):
+                out[live[j]] = self._score(reads[live[j]], cands, n_trace)
+            if p.mode == "seed":
+                return out
+            # reads the seeds did not place well go through the embedding search
+            weak = [j for j, i in enumerate(live)
+                    if not out[i] or out[i][0].score < p.rescue_below * p.match * len(reads[i][0])]
+            emb_mode, todo = "emb+vote", weak
+        else:
+            emb_mode, todo = p.mode, list(range(len(live)))
+        if not todo:
+            return out
+        queries, spans = [], []
+        for j in todo:
+            q = self.queries(reads[live[j]])
+            spans.append((len(queries), len(q)))
+            queries += q
+        sims, ids = self.search(queries)
+        emb = self._last_emb
+        for j, (s, k) in zip(todo, spans):
+            i = live[j]
+            cands = self.candidates(reads[i], sims[s : s + k], ids[s : s + k], emb[s : s + k], strand_diags(j), emb_mode)
+            hits = self._score(reads[i], cands, n_trace)
+            if p.mode == "rescue":  # merge with the seed hits: one hit per locus, best first
+                hits = _merge(out[i], hits, n_trace, lambda h, i=i: self.traceback(reads[i][h.strand], h))
+            out[i] = hits
+        return out
+
+    def _seed_candidates(self, bounds: np.ndarray, diags: np.ndarray, lens: np.ndarray) -> list[list[tuple]]:
+        """Candidate windows ``[(strand, lo, hi)]`` per read from the best seed clusters of each
+        strand, ranked by votes then position, at most ``max_align`` per read."""
+        idx, p = self.index, self.p
+        n_reads = (bounds.size - 1) // 2
+        cs, votes, d = batch_clusters(bounds, diags, p.seed_clusters)
+        ok = (votes >= 2) & (d >= 0) & (d < idx.offsets[-1])
+        cs, votes, d = cs[ok], votes[ok], d[ok]
+        c = np.searchsorted(idx.offsets, d, "right") - 1
+        lo = np.maximum(idx.offsets[c], d - p.pad)
+        hi = np.minimum(idx.offsets[c + 1], d + lens[cs] + p.pad)
+        read = cs // 2
+        order = np.lexsort((cs % 2, lo, -votes, read))
+        read, strand, lo, hi = read[order], (cs % 2)[order], lo[order], hi[order]
+        starts = np.searchsorted(read, np.arange(n_reads + 1), "left")
+        out = []
+        for j in range(n_reads):
+            a, b = starts[j], min(starts[j + 1], starts[j] + p.max_align)
+            out.append(list(zip(strand[a:b].tolist(), lo[a:b].tolist(), hi[a:b].tolist())))
+        return out
+
+    def align_read(self, strands: list[np.ndarray], sims, ids, qemb, n_trace: int = 4) -> list[Hit]:
+        """One read through the embedding modes (see :meth:`align_batch` for the batched path)."""
+        diags = [self.index.seeds.diagonals(s) for s in strands]
+        cands = self.candidates(strands, sims, ids, qemb, diags)
+        return self._score(strands, cands, n_trace)
+
+    def _score(self, strands: list[np.ndarray], cands: list[tuple], n_trace: int) -> list[Hit]:
+        """Smith-Waterman score every candidate window ``(…, strand, lo, hi)`` (the last three
+        fields), keep one hit per locus, best first, and trace back the first ``n_trace``."""
         ps, p = self._parasail, self.p
-        seqs = [_ACGTN[s].tobytes().decode() for s in strands]
         profiles = [None, None]
         scored = []
-        for _, strand, lo, hi in self.candidates(strands, sims, ids, qemb):
+        for cand in cands:
+            strand, lo, hi = cand[-3:]
             if profiles[strand] is None:
-                profiles[strand] = ps.profile_create_16(seqs[strand], self.matrix)
+                profiles[strand] = ps.profile_create_16(_ACGTN[strands[strand]].tobytes().decode(), self.matrix)
             ref = self.ref_ascii[lo:hi].tobytes().decode()
             r = ps.sw_striped_profile_16(profiles[strand], ref, p.gap_open + p.gap_extend, p.gap_extend)
             if r.score >= p.min_score:
-                scored.append((r.score, strand, lo, hi, lo + r.end_ref))
+                scored.append((r.score, strand, lo, hi, lo + r.end_ref, r.end_query))
         # best first; ties broken by position then strand so the choice is deterministic
         scored.sort(key=lambda t: (-t[0], t[4], t[1]))
         hits: list[Hit] = []
-        for score, strand, lo, hi, gend in scored:
-            h = Hit(score=score, contig=-1, pos=0, end=0, strand=strand, gpos=gend, win=(lo, hi))
+        for score, strand, lo, hi, gend, qend in scored:
+            h = Hit(score=score, contig=-1, pos=0, end=0, strand=strand, gpos=gend, win=(lo, hi), qend=qend, gend=gend)
             if any(same_locus(h, x) for x in hits):
                 continue
             hits.append(h)
-        keep = 1 + p.secondary
-        return [self.traceback(seqs[h.strand], h) if i < max(keep, 4) else h for i, h in enumerate(hits)]
+        return [self.traceback(strands[h.strand], h) if i < n_trace else h for i, h in enumerate(hits)]
 
     def _extend(self, q: str, r: str) -> tuple[int, list[tuple[int, str]]]:
         """Ungapped score of ``q`` against ``r`` (same length) and its =/X runs."""
@@ -263,9 +358,15 @@ class Aligner:
         score = sum(same) * self.p.match - (len(q) - sum(same) - n_n) * self.p.mismatch - n_n
         return score, _runs(same)
 
-    def traceback(self, seq: str, h: Hit) -> Hit:
+    def traceback(self, codes: np.ndarray, h: Hit) -> Hit:
         """Full alignment of the hit's window: CIGAR (M/I/D/S), NM, MD, contig-local position."""
+        if h.traced:
+            return h
+        fast = self._ungapped(codes, h)
+        if fast is not None:
+            return fast
         p, idx = self.p, self.index
+        seq = _ACGTN[codes].tobytes().decode()
         L = len(seq)
         lo, hi = h.win
         c = idx.contig_of(lo)
@@ -332,7 +433,52 @@ class Aligner:
         start = lo + rb
         return Hit(score=score, contig=c, pos=start - int(idx.offsets[c]), end=ri - int(idx.offsets[c]),
                    strand=h.strand, cigar="".join(f"{n}{op}" for n, op in cig), nm=nm, md="".join(md), gpos=start,
-                   win=h.win)
+                   win=h.win, qend=h.qend, gend=h.gend)
+
+    def _ungapped(self, codes: np.ndarray, h: Hit) -> Hit | None:
+        """The hit's alignment when the best local alignment is gapless (its score equals the
+        Smith-Waterman score on the diagonal through the alignment's end), else None. Same clipping
+        rule as :meth:`traceback`; CIGAR, NM and MD straight from the diagonal with numpy."""
+        p, idx = self.p, self.index
+        L = codes.shape[0]
+        d0 = h.gend - h.qend  # reference position facing read base 0 on this diagonal
+        c = idx.contig_of(h.gend)
+        c0, c1 = int(idx.offsets[c]), int(idx.offsets[c + 1])
+        if d0 < c0 or d0 + L > c1:
+            return None  # the read hangs off the contig end: leave it to the full traceback
+        r = self.ref4[d0 : d0 + L]
+        eq = (codes == r) & (codes < 4)
+        sc = np.where(eq, p.match, np.where((codes >= 4) | (r >= 4), -1, -p.mismatch))
+        cum = np.concatenate([[0], np.cumsum(sc)])
+        e = h.qend + 1
+        a = int(np.argmin(cum[:e]))  # leftmost start of the best segment ending at qend
+        if int(cum[e] - cum[a]) != h.score:
+            return None  # a gapped alignment scores higher
+        score = h.score
+        # bwa-mem-like clipping penalty, as in traceback: reach the read ends unless it costs > clip
+        if a > 0 and cum[a] > -p.clip_penalty:
+            score, a = score + int(cum[a]), 0
+        if e < L and cum[L] - cum[e] > -p.clip_penalty:
+            score, e = score + int(cum[L] - cum[e]), L
+        mis = np.flatnonzero(~eq[a:e])
+        md, last = [], 0
+        for m in mis.tolist():
+            md.append(f"{m - last}{alphabet.BASES[idx.reference[d0 + a + m] & 0x0F]}")
+            last = m + 1
+        md.append(str(e - a - last))
+        cigar = (f"{a}S" if a else "") + f"{e - a}M" + (f"{L - e}S" if e < L else "")
+        return Hit(score=score, contig=c, pos=d0 + a - c0, end=d0 + e - c0, strand=h.strand, cigar=cigar,
+                   nm=int(mis.size), md="".join(md), gpos=d0 + a, win=h.win, qend=h.qend, gend=h.gend)
+
+
+def _merge(a: list[Hit], b: list[Hit], n_trace: int, trace) -> list[Hit]:
+    """Union of two hit lists, one hit per locus (the higher-scoring), best first, with the first
+    ``n_trace`` traced back by ``trace``."""
+    hits: list[Hit] = []
+    for h in sorted(a + b, key=lambda t: (-t.score, t.gend, t.strand, not t.traced)):
+        if not any(same_locus(h, x) for x in hits):
+            hits.append(h)
+    return [trace(h) if i < n_trace else h for i, h in enumerate(hits)]
 
 
 def _runs(flags: list[bool]) -> list[tuple[int, str]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,26 +43,41 @@ def tokens(codes_list: list[np.ndarray], length: int) -> tuple[np.ndarray, np.nd
     return ids, mask
 
 
-@dataclass
 class Encoder:
-    """A loaded encoder: the torch model plus its identity.
+    """A read/fragment encoder: its identity now, the torch model on first use.
+
+    ``bioseq align`` embeds only the reads its seeds do not place, often none, so the model (and
+    torch) load when :meth:`embed` first needs them; the fingerprint check needs only the files.
 
     Attributes:
-        model: the :class:`bioseq.models.Embedder` in eval mode.
         fingerprint: SHA-256 over ``config.json`` and ``model.safetensors``; stored in every index so
             an index is never searched with embeddings from a different model.
         path: the checkpoint folder.
         micro_batch: sequences per forward pass (fixed; see the module docstring).
+        threads: torch intra-op threads set when the model loads (None: leave torch's default).
     """
 
-    model: torch.nn.Module
-    fingerprint: str
-    path: Path
-    micro_batch: int = 64
+    def __init__(self, path: Path, fingerprint: str, config: dict, micro_batch: int = 64,
+                 threads: int | None = None, model: torch.nn.Module | None = None) -> None:
+        self.path, self.fingerprint, self.config = path, fingerprint, config
+        self.micro_batch, self.threads, self._model = micro_batch, threads, model
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The :class:`bioseq.models.Embedder`, in eval mode (loaded on first access)."""
+        if self._model is None:
+            import torch
+
+            from bioseq.models import Embedder
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            self._model = Embedder.from_pretrained(self.path).eval()
+        return self._model
 
     @property
     def dim(self) -> int:
-        return int(self.model.head_config.get("dim") or self.model.config.d_model)
+        return int(self.config.get("head", {}).get("dim") or self.config["backbone"]["d_model"])
 
     def embed(self, codes_list: list[np.ndarray], length: int) -> np.ndarray:
         """Embed sequences padded to ``length`` -> ``(N, dim)`` float32, rows L2-normalised."""
@@ -92,11 +106,9 @@ def fingerprint(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def load_encoder(path: str | Path | None = None, micro_batch: int = 64) -> Encoder:
-    """Load an encoder checkpoint (default: ``$BIOSEQ_ESA_ENCODER`` if set, else the weights
-    shipped in ``bioseq/assets/esa``)."""
-    from bioseq.models import Embedder
-
+def load_encoder(path: str | Path | None = None, micro_batch: int = 64, threads: int | None = None) -> Encoder:
+    """Open an encoder checkpoint (default: ``$BIOSEQ_ESA_ENCODER`` if set, else the weights
+    shipped in ``bioseq/assets/esa``); the model itself loads on first use."""
     if path is None:
         path = os.environ.get("BIOSEQ_ESA_ENCODER") or DEFAULT_ENCODER
     path = Path(path)
@@ -105,5 +117,4 @@ def load_encoder(path: str | Path | None = None, micro_batch: int = 64) -> Encod
     cfg = json.loads((path / "config.json").read_text())
     if cfg.get("model_type") != "embedder":
         raise ValueError(f"{path}: checkpoint is a {cfg.get('model_type')!r}, not an embedder")
-    model = Embedder.from_pretrained(path).eval()
-    return Encoder(model=model, fingerprint=fingerprint(path), path=path, micro_batch=micro_batch)
+    return Encoder(path, fingerprint(path), cfg, micro_batch=micro_batch, threads=threads)

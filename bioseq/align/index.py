@@ -178,10 +178,10 @@ class Index:
     reference: np.ndarray
     fragments: np.ndarray
     embeddings: np.ndarray
-    faiss_index: object
     seeds: SeedTable
     contigs: list[Contig]
     offsets: np.ndarray  # (n_contigs + 1,) global start of each contig, then the total length
+    ef_search: int = 128  # HNSW search breadth
 
     @property
     def fragment_len(self) -> int:
@@ -191,14 +191,25 @@ class Index:
     def window(self) -> int:
         return int(self.manifest["window"])
 
+    @property
+    def faiss_index(self):
+        """The FAISS index, read on first use (seed-only alignment never needs it)."""
+        if self._faiss is None:
+            import faiss
+
+            self._faiss = faiss.read_index(str(self.path / "faiss.index"))
+            if self.manifest["faiss"].startswith("hnsw"):
+                self._faiss.hnsw.efSearch = self.ef_search
+        return self._faiss
+
+    _faiss = None
+
     def contig_of(self, pos: int) -> int:
         return int(np.searchsorted(self.offsets, pos, "right") - 1)
 
 
 def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int = 128) -> Index:
     """Open an index, checking its format, version and (if given) that ``encoder`` built it."""
-    import faiss
-
     path = Path(path)
     mf = path / "manifest.json"
     if not mf.exists():
@@ -216,10 +227,10 @@ def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int 
     ref = np.load(path / "reference.npy")
     contigs = [Contig(c["name"], ref[c["offset"]: c["offset"] + c["length"]]) for c in manifest["contigs"]]
     offsets = np.array([c["offset"] for c in manifest["contigs"]] + [ref.shape[0]], dtype=np.int64)
-    index = faiss.read_index(str(path / "faiss.index"))
-    if manifest["faiss"].startswith("hnsw"):
-        index.hnsw.efSearch = ef_search
+    if not (path / "faiss.index").exists():
+        raise IndexError_(f"{path}: faiss.index is missing; rebuild the index with `bioseq index`")
     mz = np.load(path / "minimizers.npz")
     seeds = SeedTable(mz["hashes"], mz["positions"], manifest["k"], manifest["w"])
-    return Index(path, manifest, ref, np.load(path / "fragments.npy"), np.load(path / "embeddings.npy"),
-                 index, seeds, contigs, offsets)
+    # embeddings are read in place (memory-mapped): only the fragments a search touches are paged in
+    return Index(path, manifest, ref, np.load(path / "fragments.npy"), np.load(path / "embeddings.npy", mmap_mode="r"),
+                 seeds, contigs, offsets, ef_search)

@@ -8,7 +8,6 @@ strand of the read starts. Everything is numpy over whole arrays.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 _INVALID = np.uint64(0xFFFFFFFFFFFFFFFF)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -21,15 +20,39 @@ def kmer_hashes(codes: np.ndarray, k: int) -> np.ndarray:
     n = codes.shape[0] - k + 1
     if n <= 0:
         return np.empty(0, dtype=np.uint64)
+    # 2-bit pack every k-mer by doubling (j-mers -> 2j-mers) rather than k shifts of the whole array
     c = codes.astype(np.uint64) & np.uint64(3)
-    x = np.zeros(n, dtype=np.uint64)
-    for j in range(k):
-        x = (x << np.uint64(2)) | c[j : j + n]
+    packs = {1: c}
+    j = 1
+    while 2 * j <= k:
+        p = packs[j]
+        packs[2 * j] = (p[: p.size - j] << np.uint64(2 * j)) | p[j:]
+        j *= 2
+    x, used = None, 0
+    for j in sorted(packs, reverse=True):  # k as a sum of powers of two, largest first
+        if used + j <= k:
+            part = packs[j][used : used + n]
+            x = part if x is None else (x << np.uint64(2 * j)) | part
+            used += j
     x = (x ^ (x >> np.uint64(29))) * _MIX
     x ^= x >> np.uint64(32)
     bad = np.concatenate([[0], np.cumsum(codes >= 4)])
     x[(bad[k:] - bad[:-k]) > 0] = _INVALID
     return x
+
+
+def window_argmin(h: np.ndarray, w: int) -> np.ndarray:
+    """Position of the leftmost minimum of every window of ``w`` consecutive values ``(h.size - w + 1,)``.
+    A running (value, offset) pass per offset: contiguous vector work instead of a strided view."""
+    n = h.size - w + 1
+    best = h[:n].copy()
+    arg = np.zeros(n, dtype=np.int64)
+    for i in range(1, w):
+        x = h[i : i + n]
+        better = x < best  # strict: ties keep the leftmost
+        np.copyto(best, x, where=better)
+        arg[better] = i
+    return arg + np.arange(n)
 
 
 def minimizers(codes: np.ndarray, k: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +63,7 @@ def minimizers(codes: np.ndarray, k: int, w: int) -> tuple[np.ndarray, np.ndarra
     if h.size < w:
         pos = np.array([int(np.argmin(h))])
     else:
-        pos = np.unique(np.argmin(sliding_window_view(h, w), axis=1) + np.arange(h.size - w + 1))
+        pos = np.unique(window_argmin(h, w))
     keep = h[pos] != _INVALID
     return h[pos[keep]], pos[keep].astype(np.int64)
 
@@ -65,6 +88,44 @@ def build_table(codes: np.ndarray, k: int, w: int, chunk: int = 1 << 22) -> tupl
     return h[order], p[order]
 
 
+def batch_minimizers(seqs: list[np.ndarray], k: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(w, k) minimizers of many sequences at once -> ``(seq index, hash, position in the sequence)``,
+    sorted by sequence then position. Equal to :func:`minimizers` on each sequence separately: the
+    sequences are concatenated with one N between them and a window counts only when all of its w
+    k-mers lie inside one sequence, so nothing depends on which other sequences share the batch."""
+    n = len(seqs)
+    lens = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=n)
+    nk = np.maximum(lens - k + 1, 0)  # k-mers per sequence
+    empty = np.empty(0, dtype=np.int64)
+    if nk.sum() == 0:
+        return empty, np.empty(0, dtype=np.uint64), empty
+    offs = np.concatenate([[0], np.cumsum(lens + 1)[:-1]])  # start of each sequence in the concatenation
+    cat = np.full(int(lens.sum() + n), 4, dtype=np.uint8)
+    cat[np.repeat(offs, lens) + _ranges(lens)] = np.concatenate(seqs)
+    h = kmer_hashes(cat, k)
+    rid = np.full(h.size, -1, dtype=np.int64)  # sequence owning each k-mer start (-1: spans a separator)
+    rid[np.repeat(offs, nk) + _ranges(nk)] = np.repeat(np.arange(n), nk)
+    pos = empty
+    if h.size >= w:
+        ok = (rid[: h.size - w + 1] >= 0) & (rid[: h.size - w + 1] == rid[w - 1 :])
+        pos = window_argmin(h, w)[ok]
+    short = np.flatnonzero((nk > 0) & (nk < w))  # fewer than w k-mers: one window over all of them
+    if short.size:
+        extra = [offs[i] + int(np.argmin(h[offs[i] : offs[i] + nk[i]])) for i in short]
+        pos = np.concatenate([pos, np.array(extra, dtype=np.int64)])
+        pos = np.sort(pos)
+    # leftmost window minima never move left as the window slides, so duplicates are adjacent
+    pos = pos[np.concatenate([[True], np.diff(pos) != 0])] if pos.size else pos
+    pos = pos[h[pos] != _INVALID]
+    r = rid[pos]
+    return r, h[pos], pos - offs[r]
+
+
+def _ranges(n: np.ndarray) -> np.ndarray:
+    """concatenate([arange(x) for x in n]) without a Python loop."""
+    return np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+
+
 class SeedTable:
     """Sorted minimizer hashes and positions with a per-hash occurrence cap (repeats)."""
 
@@ -73,25 +134,47 @@ class SeedTable:
 
     def diagonals(self, read: np.ndarray) -> np.ndarray:
         """Seed-hit diagonals ``ref_pos - read_pos`` (sorted int64) for one read strand."""
-        h, qpos = minimizers(read, self.k, self.w)
-        if h.size == 0:
-            return np.empty(0, dtype=np.int64)
+        return self.batch_diagonals([read])[1]
+
+    def batch_diagonals(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Seed-hit diagonals of many read strands -> ``(bounds (n + 1,), diagonals)``: the sorted
+        diagonals of ``seqs[i]`` are ``diagonals[bounds[i]:bounds[i + 1]]``."""
+        sid, h, qpos = batch_minimizers(seqs, self.k, self.w)
         lo = np.searchsorted(self.hashes, h, "left")
-        hi = np.searchsorted(self.hashes, h, "right")
-        cnt = hi - lo
+        cnt = np.searchsorted(self.hashes, h, "right") - lo
         ok = (cnt > 0) & (cnt <= self.max_occ)
-        lo, cnt, qpos = lo[ok], cnt[ok], qpos[ok]
-        if cnt.sum() == 0:
-            return np.empty(0, dtype=np.int64)
+        lo, cnt, qpos, sid = lo[ok], cnt[ok], qpos[ok], sid[ok]
         # expand every [lo, lo+cnt) range without a Python loop
-        idx = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(cnt.sum())
-        d = self.positions[idx] - np.repeat(qpos, cnt)
-        return np.sort(d)
+        d = self.positions[np.repeat(lo, cnt) + _ranges(cnt)] - np.repeat(qpos, cnt)
+        sid = np.repeat(sid, cnt)
+        order = np.lexsort((d, sid))
+        bounds = np.searchsorted(sid[order], np.arange(len(seqs) + 1), "left")
+        return bounds, d[order]
 
 
 def votes_in(diags: np.ndarray, lo: int, hi: int) -> int:
     """Number of seed hits with diagonal in ``[lo, hi]`` (diags sorted)."""
     return int(np.searchsorted(diags, hi, "right") - np.searchsorted(diags, lo, "left"))
+
+
+def batch_clusters(bounds: np.ndarray, diags: np.ndarray, top: int, gap: int = 16
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`clusters` of every read strand at once, keeping the ``top`` best of each ->
+    ``(strand index, votes, median diagonal)`` ordered by strand index, then as :func:`clusters`."""
+    n = bounds.size - 1
+    sid = np.repeat(np.arange(n), np.diff(bounds))
+    if diags.size == 0:
+        e = np.empty(0, dtype=np.int64)
+        return e, e, e
+    cut = np.flatnonzero((np.diff(diags) > gap) | (np.diff(sid) != 0)) + 1
+    a = np.concatenate([[0], cut])
+    b = np.concatenate([cut, [diags.size]])
+    cs, votes, med = sid[a], b - a, diags[(a + b) // 2]
+    order = np.lexsort((med, -votes, cs))
+    cs, votes, med = cs[order], votes[order], med[order]
+    first = np.searchsorted(cs, cs, "left")  # rank of each cluster within its strand
+    keep = np.arange(cs.size) - first < top
+    return cs[keep], votes[keep], med[keep]
 
 
 def clusters(diags: np.ndarray, gap: int = 16) -> list[tuple[int, int]]:

@@ -22,6 +22,7 @@ from bioseq.align.sam import (
 )
 
 log = logging.getLogger(__name__)
+SUB_BATCH = 512  # reads per align_batch call
 
 
 @dataclass
@@ -157,30 +158,23 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
     writer = SamWriter(out, header_lines(idx.manifest["contigs"], command_line, __version__))
     stats = Stats()
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    # XS compares traced scores (clipping changes them); pairing needs positions of the first few hits
+    n_trace = max(2, 1 + aligner.p.secondary) if len(paths) == 1 else max(4, 1 + aligner.p.secondary)
     try:
         for batch in _batches(paths, batch_size):
             flat = [(n, j, r) for n, recs in batch for j, r in enumerate(recs)]
-            prepared, queries, spans = [], [], []
+            prepared = []
             for n, j, r in flat:
                 problem, strands = aligner.prepare(r.codes)
                 if problem:
                     stats.note(paths[j], n, r.name, problem)
-                q = aligner.queries(strands) if not problem else []
-                spans.append((len(queries), len(q)))
-                queries += q
                 prepared.append(strands)
-            sims, ids = aligner.search(queries)
-            emb = aligner._last_emb if queries else None
-
-            def work(i: int) -> ReadResult:
-                strands = prepared[i]
-                if not strands:
-                    return ReadResult()
-                s, k = spans[i]
-                qemb = emb[s : s + k] if emb is not None else None
-                return ReadResult(hits=aligner.align_read(strands, sims[s : s + k], ids[s : s + k], qemb))
-
-            results = list(pool.map(work, range(len(flat)))) if pool else [work(i) for i in range(len(flat))]
+            # fixed-size blocks (a read's hits depend on the read alone, so blocks and threads
+            # change only the speed); parasail and numpy release the GIL for their inner loops
+            blocks = [prepared[s : s + SUB_BATCH] for s in range(0, len(prepared), SUB_BATCH)]
+            done = pool.map(lambda b: aligner.align_batch(b, n_trace), blocks) if pool else \
+                [aligner.align_batch(b, n_trace) for b in blocks]
+            results = [ReadResult(hits=h) for d in done for h in d]
             lines = []
             if len(paths) == 1:
                 for (_, _, r), res in zip(flat, results):

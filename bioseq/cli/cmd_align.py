@@ -18,7 +18,7 @@ def command(
     out: str = typer.Option(None, "-o", "--out", help="Output .sam or .bam (default: SAM on stdout)."),
     threads: int = typer.Option(1, "-t", "--threads", help="Threads."),
     top_k: int = typer.Option(16, "-k", "--top-k", help="Fragments retrieved per read strand and window."),
-    mode: str = typer.Option("hybrid", "--mode", help="Candidates: emb | emb+vote | hybrid | seed (see docs)."),
+    mode: str = typer.Option("rescue", "--mode", help="Candidates: rescue (seeds, embedding search for reads they miss) | seed | hybrid | emb+vote | emb (see docs/align.md)."),
     max_align: int = typer.Option(6, "--max-align", help="Candidates realigned per read."),
     min_score: int = typer.Option(30, "-T", "--min-score", help="Minimum alignment score to report a hit."),
     min_len: int = typer.Option(30, "--min-len", help="Reads shorter than this are reported unmapped."),
@@ -27,25 +27,21 @@ def command(
     batch_size: int = typer.Option(2048, "--batch-size", help="Reads per batch (affects speed, never output)."),
     encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint (default: the bundled one)."),
 ) -> None:
-    """Embed both strands of each read, search the top-K fragments, realign and write SAM/BAM."""
-    import faiss
-    import torch
-
+    """Seed both strands of every read against the index, embed and search the top-K fragments for
+    reads the seeds miss (--mode rescue), realign the candidates and write SAM/BAM."""
     from bioseq.align.aligner import Aligner, AlignParams
     from bioseq.align.encoder import load_encoder
     from bioseq.align.index import load_index
     from bioseq.align.pipeline import align_files
     from bioseq.align.reference import InputError
 
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
     if reads == "-" and reads2 == "-":
         typer.echo("bioseq align: error: only one of the read inputs can be stdin", err=True)
         raise typer.Exit(1)
     try:
         params = AlignParams(top_k=top_k, mode=mode, max_align=max_align, min_score=min_score, min_len=min_len,
                              max_insert=max_insert, secondary=secondary)
-        enc = load_encoder(encoder)
+        enc = load_encoder(encoder, threads=threads)
         idx = load_index(index, enc)
         cl = "bioseq align " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a != "align") if sys.argv else "bioseq align"
         stats = align_files(Aligner(idx, enc, params), [reads] + ([reads2] if reads2 else []), out, threads,
