@@ -1,12 +1,15 @@
 """Benchmark ``bioseq align`` against bwa mem, minimap2 -ax sr and bowtie2 on simulated reads.
 
-    nice -n 10 python benchmarks/align.py [--genomes ecoli kleb pf] [--reads 10000] [--threads 2]
+    nice -n 10 python benchmarks/align.py [--genomes ecoli kleb pf chrx] [--reads 20000] [--threads 1]
 
-Reads: ``wgsim`` (fixed seed) from real genomes in ../shared/data, single-end 150 bp (read 1 of
-each wgsim pair), base error 0.1% and 2%, on top of wgsim's default mutated copy of the genome
-(0.1% mutations, 15% of them small indels). Every SAM is scored the same way: a read is correct
-when its primary alignment is on the right contig and its leftmost aligned base is within 10 bp of
-the truth (wgsim names carry the fragment ends; read 1 starts at one of them, by strand).
+Reads: ``wgsim`` (fixed seed) from real genomes in ../shared/data. Settings (``--settings``):
+``150``/``250`` single-end reads (read 1 of each wgsim pair) at base error 0.1% and 2% (``e0.001``,
+``e0.02``), on top of wgsim's default mutated copy of the genome (0.1% mutations, 15% of them
+small indels); ``mut``: a copy mutated ten times harder (1% SNPs and small indels, 20% of them
+indels), 0.1% error; ``pe``: 150 bp pairs (insert 500 +- 50), 0.1% error. Every SAM is scored the
+same way: a read is correct when its primary alignment is on the right contig and its leftmost
+aligned base is within 10 bp of the truth (wgsim names carry the fragment ends; each read starts at
+one of them, by strand).
 
 Printed and written to benchmarks/results/align.md: mapped %, correct %, precision, precision at
 MAPQ >= 20 (and the share of reads there), reads/s (wall clock, including index loading), index
@@ -31,6 +34,15 @@ from pathlib import Path
 import pysam
 
 ROOT = Path(__file__).resolve().parents[1]
+#: setting -> (read length, base error, mutation rate, indel fraction of mutations, paired)
+SETTINGS = {
+    "150 e0.001": (150, 0.001, 0.001, 0.15, False),
+    "150 e0.02": (150, 0.02, 0.001, 0.15, False),
+    "250 e0.001": (250, 0.001, 0.001, 0.15, False),
+    "250 e0.02": (250, 0.02, 0.001, 0.15, False),
+    "150 mut": (150, 0.001, 0.01, 0.2, False),
+    "150 pe": (150, 0.001, 0.001, 0.15, True),
+}
 GENOMES = {
     "ecoli": ("genomes/ecoli_K12_MG1655/MG1655-K12.fasta.gz", "E. coli K-12 (encoder training genome)"),
     "kleb": ("genomes/klebsiella_pneumoniae/Klebs_HS11286.fna.xz", "K. pneumoniae HS11286 (held-out species)"),
@@ -77,15 +89,17 @@ def truth(name: str, read_len: int) -> tuple[str, int, int]:
 
 
 def score(sam: Path, n_reads: int, read_len: int) -> dict:
+    """Mapped / correct / precision figures of one SAM (``n_reads`` reads, mates counted apart)."""
     mapped = correct = hq = hq_correct = 0
     seen = set()
     with pysam.AlignmentFile(str(sam), check_sq=False) as f:
         for r in f:
             if r.is_secondary or r.is_supplementary:
                 continue
-            if r.query_name in seen:
-                raise RuntimeError(f"{sam}: two primary lines for {r.query_name}")
-            seen.add(r.query_name)
+            key = (r.query_name, r.is_read2)
+            if key in seen:
+                raise RuntimeError(f"{sam}: two primary lines for {key}")
+            seen.add(key)
             if r.is_unmapped:
                 continue
             mapped += 1
@@ -105,12 +119,15 @@ def score(sam: Path, n_reads: int, read_len: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--genomes", nargs="+", default=["ecoli", "kleb", "pf"], choices=sorted(GENOMES))
-    ap.add_argument("--errors", nargs="+", type=float, default=[0.001, 0.02])
-    ap.add_argument("--reads", type=int, default=10000)
-    ap.add_argument("--length", type=int, default=150)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--reads", type=int, default=20000, help="reads (pairs for pe) per setting")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--top-k", type=int, default=16)
-    ap.add_argument("--modes", nargs="+", default=["hybrid", "emb+vote", "emb", "seed"])
+    ap.add_argument("--modes", nargs="+", default=["rescue", "seed", "hybrid", "emb+vote", "emb"],
+                    help="bioseq candidate modes; the first runs in every setting, all of them in the ablation setting")
+    ap.add_argument("--ablation", default="150 e0.02", help="setting where every mode runs")
+    ap.add_argument("--ablation-reads", type=int, default=2000, help="reads for the embedding modes' ablation runs")
+    ap.add_argument("--index-only", action="store_true", help="build (and time) the indexes, align nothing")
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("BIOSEQ_SHARED", ROOT.parent / "shared" / "data")))
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_align")
     ap.add_argument("--reuse", action="store_true", help="reuse indexes (and their timings) from --work")
@@ -149,54 +166,77 @@ def main() -> None:
             idx[tool] = (wall, du(files), rss)
             index_rows.append((g, tool, wall, cpu, du(files), rss))
             print(f"  index {tool}: {wall:.1f} s wall, {cpu:.1f} s CPU, {du(files):.1f} MiB, peak RSS {rss} MiB", flush=True)
-        for err in a.errors:
-            fq = d / f"reads_e{err}.fq"
-            run(["wgsim", "-N", str(a.reads), "-1", str(a.length), "-2", str(a.length), "-e", str(err),
-                 "-S", "11", str(ref), str(fq), str(d / f"mates_e{err}.fq")], stdout=subprocess.DEVNULL)
+        if a.index_only:
+            continue
+        for setting in a.settings:
+            length, err, mut, indel, paired = SETTINGS[setting]
+            slug_s = setting.replace(" ", "_")
+            fq, fq2 = d / f"reads_{slug_s}_1.fq", d / f"reads_{slug_s}_2.fq"
+            run(["wgsim", "-N", str(a.reads), "-1", str(length), "-2", str(length), "-e", str(err), "-r", str(mut),
+                 "-R", str(indel), "-d", "500", "-s", "50", "-S", "11", str(ref), str(fq), str(fq2)],
+                stdout=subprocess.DEVNULL)
             with open(fq) as fh:  # wgsim rounds per contig, so multi-contig genomes get a few more
                 n_reads = sum(1 for _ in fh) // 4
+            ins = [str(fq)] + ([str(fq2)] if paired else [])
             cmds = {
-                "bwa mem": ["bwa", "mem", "-t", T, str(ref), str(fq)],
-                "minimap2 -ax sr": ["minimap2", "-ax", "sr", "-t", T, str(d / "ref.mmi"), str(fq)],
-                "bowtie2": ["bowtie2", "-p", T, "-x", str(d / "bt2"), "-U", str(fq)],
+                "bwa mem": ["bwa", "mem", "-t", T, str(ref), *ins],
+                "minimap2 -ax sr": ["minimap2", "-ax", "sr", "-t", T, str(d / "ref.mmi"), *ins],
+                "bowtie2": ["bowtie2", "-p", T, "-x", str(d / "bt2")] + (["-1", ins[0], "-2", ins[1]] if paired else ["-U", ins[0]]),
             }
-            for m in a.modes if err == max(a.errors) else a.modes[:1]:  # ablation at the hardest error rate
-                cmds[f"bioseq ({m})"] = py + ["align", str(d / "ref.esa"), str(fq), "-t", T, "-k", str(a.top_k), "--mode", m]
+            modes = a.modes if setting == a.ablation else a.modes[:1]
+            for m in modes:
+                cmds[f"bioseq ({m})"] = py + ["align", str(d / "ref.esa"), *ins, "-t", T, "-k", str(a.top_k), "--mode", m]
             base = None
             for tool, cmd in cmds.items():
                 slug = "".join(ch if ch.isalnum() else "_" for ch in tool)
-                sam = d / f"{slug}_e{err}.sam"
+                sam = d / f"{slug}_{slug_s}.sam"
+                n = n_reads * (2 if paired else 1)
+                sub = None
+                if tool.startswith("bioseq") and tool != f"bioseq ({a.modes[0]})" and a.ablation_reads < n_reads:
+                    # embedding every read is slow: the ablation modes run on the first reads only
+                    sub = d / f"reads_{slug_s}_head.fq"
+                    with open(fq) as fi, open(sub, "w") as fo:
+                        fo.writelines(line for _, line in zip(range(4 * a.ablation_reads), fi))
+                    cmd = [str(sub) if c == str(fq) else c for c in cmd]
+                    n = a.ablation_reads
                 with open(sam, "w") as fo:
                     wall, rss, cpu = run(cmd, stdout=fo, env=env)
-                s = score(sam, n_reads, a.length)
-                s.update(tool=tool, genome=g, error=err, reads_per_s=n_reads / wall, reads_per_cpu_s=n_reads / cpu, rss=rss)
+                s = score(sam, n, length)
+                s.update(tool=tool, genome=g, setting=setting, reads=n, reads_per_s=n / wall, reads_per_cpu_s=n / cpu,
+                         rss=rss)
                 base = base or s
                 rows.append(s)
-                print(f"  e={err} {tool:20s} mapped {s['mapped']:6.2f}  correct {s['correct']:6.2f} "
+                print(f"  {setting:10s} {tool:20s} mapped {s['mapped']:6.2f}  correct {s['correct']:6.2f} "
                       f"(bwa {s['correct'] - base['correct']:+.2f})  prec {s['precision']:6.2f}  "
                       f"prec@Q20 {s['prec_q20']:6.2f} ({s['hq_share']:.1f}% of reads)  "
                       f"{s['reads_per_s']:8.0f} reads/s wall, {s['reads_per_cpu_s']:8.0f} reads/CPU-s "
                       f"(x{s['reads_per_cpu_s'] / base['reads_per_cpu_s']:.3f} bwa)  RSS {rss} MiB", flush=True)
+    if a.index_only:
+        return
     write_report(a, rows, index_rows)
 
 
 def write_report(a, rows, index_rows) -> None:
     lines = [
         "# Read alignment benchmark", "",
-        f"`python benchmarks/align.py --genomes {' '.join(a.genomes)} --reads {a.reads} --threads {a.threads} --top-k {a.top_k}`", "",
-        f"wgsim (seed 11) single-end {a.length} bp reads, {a.reads:,} per setting, default wgsim mutations "
-        "(0.1%, 15% indels) plus the base error rate given; correct = right contig and leftmost aligned base within "
-        f"10 bp of the truth; {a.threads} threads for every tool; reads/s is wall clock including index loading; "
-        "reads per CPU-second (user + system time of the whole command, index loading included) is the "
-        "speed figure to compare: the machine was shared with other jobs (load average > 10 on 2 cores), "
-        "so wall-clock rates mostly measure the share of CPU each run got.", "",
-        "| genome | error | tool | mapped % | correct % | Δ correct vs bwa | precision % | prec. MAPQ≥20 % | reads MAPQ≥20 % | reads/CPU-s | × bwa | reads/s wall | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"`python benchmarks/align.py --genomes {' '.join(a.genomes)} --reads {a.reads} --threads {a.threads} "
+        f"--top-k {a.top_k}`", "",
+        f"wgsim (seed 11) reads, {a.reads:,} per setting (pairs for `pe`): `150`/`250` = single-end read length, "
+        "`e0.001`/`e0.02` = base error on top of wgsim's default mutated genome copy (0.1% mutations, 15% indels); "
+        "`mut` = 1% mutations (20% indels), 0.1% error; `pe` = 150 bp pairs, insert 500 +- 50, mates scored apart. "
+        "Correct = right contig and leftmost aligned base within 10 bp of the truth. "
+        f"{a.threads} thread(s) for every tool. reads/CPU-s (user + system time of the whole command, index "
+        "loading included) is the speed figure to compare; wall-clock rates depend on the machine's load. "
+        f"Embedding-mode ablation rows (setting `{a.ablation}`) use the first {a.ablation_reads:,} reads. "
+        "No tool is restricted to the read's true contig.", "",
+        "| genome | setting | tool | reads | mapped % | correct % | Δ correct vs bwa | precision % | prec. MAPQ≥20 % | "
+        "reads MAPQ≥20 % | reads/CPU-s | × bwa | reads/s wall | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    bwa = {(r["genome"], r["error"]): r for r in rows if r["tool"] == "bwa mem"}
+    bwa = {(r["genome"], r["setting"]): r for r in rows if r["tool"] == "bwa mem"}
     for r in rows:
-        b = bwa[(r["genome"], r["error"])]
-        lines.append(f"| {r['genome']} | {r['error']} | {r['tool']} | {r['mapped']:.2f} | {r['correct']:.2f} | "
+        b = bwa[(r["genome"], r["setting"])]
+        lines.append(f"| {r['genome']} | {r['setting']} | {r['tool']} | {r['reads']} | {r['mapped']:.2f} | {r['correct']:.2f} | "
                      f"{r['correct'] - b['correct']:+.2f} | {r['precision']:.2f} | {r['prec_q20']:.2f} | {r['hq_share']:.1f} | "
                      f"{r['reads_per_cpu_s']:.0f} | {r['reads_per_cpu_s'] / b['reads_per_cpu_s']:.3f} | "
                      f"{r['reads_per_s']:.0f} | {r['rss']} |")

@@ -88,6 +88,7 @@ class Hit:
     win: tuple[int, int] = (0, 0)  # global reference window the hit was found in
     qend: int = -1  # last aligned read base of the local alignment (before traceback)
     gend: int = 0  # global reference position of the local alignment's last base (locus comparisons)
+    source: str = "seed"  # candidate source: "seed" or "emb"
 
     @property
     def traced(self) -> bool:
@@ -150,6 +151,12 @@ class Aligner:
         self.ref_ascii = _ACGTN[index.reference & 0x0F]  # (G,) uint8 ACGTN bytes
         self.ref4 = np.minimum(index.reference & 0x0F, 4).astype(np.uint8)  # (G,) codes, 4 = any ambiguity
         self.search_block = 256
+        self._counts = {"embedded": 0, "rescued": 0}
+
+    def take_counts(self) -> dict:
+        """Reads embedded and rescued (best hit from the embedding) since the last call."""
+        c, self._counts = self._counts, {"embedded": 0, "rescued": 0}
+        return c
 
     # -- embedding search -------------------------------------------------------------------------
     def search(self, queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -273,32 +280,42 @@ class Aligner:
 
         if p.mode in ("seed", "rescue"):
             for j, cands in enumerate(self._seed_candidates(bounds, diags, np.array([len(s) for s in seqs]))):
-                out[live[j]] = self._score(reads[live[j]], cands, n_trace)
-            if p.mode == "seed":
-                return out
+                out[live[j]] = self._score(reads[live[j]], cands)
             # reads the seeds did not place well go through the embedding search
-            weak = [j for j, i in enumerate(live)
-                    if not out[i] or out[i][0].score < p.rescue_below * p.match * len(reads[i][0])]
-            emb_mode, todo = "emb+vote", weak
+            todo = [] if p.mode == "seed" else [
+                j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.rescue_below * p.match * len(reads[i][0])]
+            emb_mode = "emb+vote"
         else:
             emb_mode, todo = p.mode, list(range(len(live)))
+        if todo:
+            queries, spans = [], []
+            for j in todo:
+                q = self.queries(reads[live[j]])
+                spans.append((len(queries), len(q)))
+                queries += q
+            sims, ids = self.search(queries)
+            emb = self._last_emb
+            for j, (s, k) in zip(todo, spans):
+                i = live[j]
+                cands = self.candidates(reads[i], sims[s : s + k], ids[s : s + k], emb[s : s + k], strand_diags(j),
+                                        emb_mode)
+                hits = self._score(reads[i], cands, source="emb")
+                # rescue: merge with the seed hits, one hit per locus, best first
+                out[i] = _merge(out[i], hits) if p.mode == "rescue" else hits
+                self._counts["rescued"] += p.mode == "rescue" and bool(out[i]) and out[i][0].source == "emb"
+            self._counts["embedded"] += len(todo)
+        return self._trace_batch(reads, out, n_trace)
+
+    def _trace_batch(self, reads: list[list[np.ndarray]], hits: list[list[Hit]], n_trace: int) -> list[list[Hit]]:
+        """Trace back the first ``n_trace`` hits of every read: all gapless ones at once with numpy
+        (:meth:`_ungapped`), the rest one by one with parasail (:meth:`traceback`)."""
+        todo = [(i, k) for i, hs in enumerate(hits) for k in range(min(n_trace, len(hs))) if not hs[k].traced]
         if not todo:
-            return out
-        queries, spans = [], []
-        for j in todo:
-            q = self.queries(reads[live[j]])
-            spans.append((len(queries), len(q)))
-            queries += q
-        sims, ids = self.search(queries)
-        emb = self._last_emb
-        for j, (s, k) in zip(todo, spans):
-            i = live[j]
-            cands = self.candidates(reads[i], sims[s : s + k], ids[s : s + k], emb[s : s + k], strand_diags(j), emb_mode)
-            hits = self._score(reads[i], cands, n_trace)
-            if p.mode == "rescue":  # merge with the seed hits: one hit per locus, best first
-                hits = _merge(out[i], hits, n_trace, lambda h, i=i: self.traceback(reads[i][h.strand], h))
-            out[i] = hits
-        return out
+            return hits
+        fast = self._ungapped([reads[i][hits[i][k].strand] for i, k in todo], [hits[i][k] for i, k in todo])
+        for (i, k), f in zip(todo, fast):
+            hits[i][k] = f if f is not None else self.traceback(reads[i][hits[i][k].strand], hits[i][k])
+        return hits
 
     def _seed_candidates(self, bounds: np.ndarray, diags: np.ndarray, lens: np.ndarray) -> list[list[tuple]]:
         """Candidate windows ``[(strand, lo, hi)]`` per read from the best seed clusters of each
@@ -321,15 +338,9 @@ class Aligner:
             out.append(list(zip(strand[a:b].tolist(), lo[a:b].tolist(), hi[a:b].tolist())))
         return out
 
-    def align_read(self, strands: list[np.ndarray], sims, ids, qemb, n_trace: int = 4) -> list[Hit]:
-        """One read through the embedding modes (see :meth:`align_batch` for the batched path)."""
-        diags = [self.index.seeds.diagonals(s) for s in strands]
-        cands = self.candidates(strands, sims, ids, qemb, diags)
-        return self._score(strands, cands, n_trace)
-
-    def _score(self, strands: list[np.ndarray], cands: list[tuple], n_trace: int) -> list[Hit]:
+    def _score(self, strands: list[np.ndarray], cands: list[tuple], source: str = "seed") -> list[Hit]:
         """Smith-Waterman score every candidate window ``(…, strand, lo, hi)`` (the last three
-        fields), keep one hit per locus, best first, and trace back the first ``n_trace``."""
+        fields) -> untraced hits, one per locus, best first."""
         ps, p = self._parasail, self.p
         profiles = [None, None]
         scored = []
@@ -345,11 +356,12 @@ class Aligner:
         scored.sort(key=lambda t: (-t[0], t[4], t[1]))
         hits: list[Hit] = []
         for score, strand, lo, hi, gend, qend in scored:
-            h = Hit(score=score, contig=-1, pos=0, end=0, strand=strand, gpos=gend, win=(lo, hi), qend=qend, gend=gend)
+            h = Hit(score=score, contig=-1, pos=0, end=0, strand=strand, gpos=gend, win=(lo, hi), qend=qend, gend=gend,
+                    source=source)
             if any(same_locus(h, x) for x in hits):
                 continue
             hits.append(h)
-        return [self.traceback(strands[h.strand], h) if i < n_trace else h for i, h in enumerate(hits)]
+        return hits
 
     def _extend(self, q: str, r: str) -> tuple[int, list[tuple[int, str]]]:
         """Ungapped score of ``q`` against ``r`` (same length) and its =/X runs."""
@@ -362,9 +374,6 @@ class Aligner:
         """Full alignment of the hit's window: CIGAR (M/I/D/S), NM, MD, contig-local position."""
         if h.traced:
             return h
-        fast = self._ungapped(codes, h)
-        if fast is not None:
-            return fast
         p, idx = self.p, self.index
         seq = _ACGTN[codes].tobytes().decode()
         L = len(seq)
@@ -433,52 +442,73 @@ class Aligner:
         start = lo + rb
         return Hit(score=score, contig=c, pos=start - int(idx.offsets[c]), end=ri - int(idx.offsets[c]),
                    strand=h.strand, cigar="".join(f"{n}{op}" for n, op in cig), nm=nm, md="".join(md), gpos=start,
-                   win=h.win, qend=h.qend, gend=h.gend)
+                   win=h.win, qend=h.qend, gend=h.gend, source=h.source)
 
-    def _ungapped(self, codes: np.ndarray, h: Hit) -> Hit | None:
-        """The hit's alignment when the best local alignment is gapless (its score equals the
-        Smith-Waterman score on the diagonal through the alignment's end), else None. Same clipping
-        rule as :meth:`traceback`; CIGAR, NM and MD straight from the diagonal with numpy."""
+    def _ungapped(self, codes: list[np.ndarray], hits: list[Hit]) -> list[Hit | None]:
+        """Traced hits for those whose best local alignment is gapless (the best gapless segment
+        ending at the Smith-Waterman end scores the Smith-Waterman score), None for the others.
+        Same clipping rule as :meth:`traceback`; all hits at once on a padded (n, L) array."""
         p, idx = self.p, self.index
-        L = codes.shape[0]
-        d0 = h.gend - h.qend  # reference position facing read base 0 on this diagonal
-        c = idx.contig_of(h.gend)
-        c0, c1 = int(idx.offsets[c]), int(idx.offsets[c + 1])
-        if d0 < c0 or d0 + L > c1:
-            return None  # the read hangs off the contig end: leave it to the full traceback
-        r = self.ref4[d0 : d0 + L]
-        eq = (codes == r) & (codes < 4)
-        sc = np.where(eq, p.match, np.where((codes >= 4) | (r >= 4), -1, -p.mismatch))
-        cum = np.concatenate([[0], np.cumsum(sc)])
-        e = h.qend + 1
-        a = int(np.argmin(cum[:e]))  # leftmost start of the best segment ending at qend
-        if int(cum[e] - cum[a]) != h.score:
-            return None  # a gapped alignment scores higher
-        score = h.score
+        n = len(hits)
+        L = np.array([c.shape[0] for c in codes])
+        Lmax = int(L.max())
+        qend = np.array([h.qend for h in hits])
+        gend = np.array([h.gend for h in hits])
+        score = np.array([h.score for h in hits])
+        d0 = gend - qend  # reference position facing read base 0 on each hit's diagonal
+        c = np.searchsorted(idx.offsets, gend, "right") - 1
+        c0, c1 = idx.offsets[c], idx.offsets[c + 1]
+        fits = (d0 >= c0) & (d0 + L <= c1)  # else the read hangs off the contig: full traceback
+        col = np.arange(Lmax)
+        inside = col[None, :] < L[:, None]  # (n, Lmax)
+        q = np.full((n, Lmax), 4, dtype=np.uint8)
+        q[inside] = np.concatenate(codes)
+        r = self.ref4[np.clip(d0[:, None] + col[None, :], 0, self.ref4.size - 1)]  # (n, Lmax)
+        eq = (q == r) & (q < 4)
+        sc = np.where(eq, p.match, np.where((q >= 4) | (r >= 4), -1, -p.mismatch))
+        sc[~inside] = 0
+        cum = np.zeros((n, Lmax + 1), dtype=np.int64)
+        np.cumsum(sc, axis=1, out=cum[:, 1:])
+        e = qend + 1
+        rows = np.arange(n)
+        masked = np.where(col[None, :] < e[:, None], cum[:, :-1], np.iinfo(np.int64).max)
+        a = np.argmin(masked, axis=1)  # leftmost start of the best gapless segment ending at qend
+        ok = fits & (cum[rows, e] - cum[rows, a] == score)
         # bwa-mem-like clipping penalty, as in traceback: reach the read ends unless it costs > clip
-        if a > 0 and cum[a] > -p.clip_penalty:
-            score, a = score + int(cum[a]), 0
-        if e < L and cum[L] - cum[e] > -p.clip_penalty:
-            score, e = score + int(cum[L] - cum[e]), L
-        mis = np.flatnonzero(~eq[a:e])
-        md, last = [], 0
-        for m in mis.tolist():
-            md.append(f"{m - last}{alphabet.BASES[idx.reference[d0 + a + m] & 0x0F]}")
-            last = m + 1
-        md.append(str(e - a - last))
-        cigar = (f"{a}S" if a else "") + f"{e - a}M" + (f"{L - e}S" if e < L else "")
-        return Hit(score=score, contig=c, pos=d0 + a - c0, end=d0 + e - c0, strand=h.strand, cigar=cigar,
-                   nm=int(mis.size), md="".join(md), gpos=d0 + a, win=h.win, qend=h.qend, gend=h.gend)
+        left = cum[rows, a]
+        ext_l = (a > 0) & (left > -p.clip_penalty)
+        right = cum[rows, L] - cum[rows, e]
+        ext_r = (e < L) & (right > -p.clip_penalty)
+        score = score + np.where(ext_l, left, 0) + np.where(ext_r, right, 0)
+        a = np.where(ext_l, 0, a)
+        e = np.where(ext_r, L, e)
+        out: list[Hit | None] = []
+        for i in range(n):
+            if not ok[i]:
+                out.append(None)
+                continue
+            ai, ei, Li, di = int(a[i]), int(e[i]), int(L[i]), int(d0[i])
+            mis = np.flatnonzero(~eq[i, ai:ei]).tolist()
+            md, last = [], 0
+            for m in mis:
+                md.append(f"{m - last}{alphabet.BASES[idx.reference[di + ai + m] & 0x0F]}")
+                last = m + 1
+            md.append(str(ei - ai - last))
+            cigar = (f"{ai}S" if ai else "") + f"{ei - ai}M" + (f"{Li - ei}S" if ei < Li else "")
+            h, base = hits[i], int(c0[i])
+            out.append(Hit(score=int(score[i]), contig=int(c[i]), pos=di + ai - base, end=di + ei - base,
+                           strand=h.strand, cigar=cigar, nm=len(mis), md="".join(md), gpos=di + ai, win=h.win,
+                           qend=h.qend, gend=h.gend, source=h.source))
+        return out
 
 
-def _merge(a: list[Hit], b: list[Hit], n_trace: int, trace) -> list[Hit]:
-    """Union of two hit lists, one hit per locus (the higher-scoring), best first, with the first
-    ``n_trace`` traced back by ``trace``."""
+def _merge(a: list[Hit], b: list[Hit]) -> list[Hit]:
+    """Union of two untraced hit lists, one hit per locus (the higher-scoring), best first."""
     hits: list[Hit] = []
-    for h in sorted(a + b, key=lambda t: (-t.score, t.gend, t.strand, not t.traced)):
+    for h in sorted(a + b, key=lambda t: (-t.score, t.gend, t.strand)):
         if not any(same_locus(h, x) for x in hits):
             hits.append(h)
-    return [trace(h) if i < n_trace else h for i, h in enumerate(hits)]
+    return hits
 
 
 def _runs(flags: list[bool]) -> list[tuple[int, str]]:

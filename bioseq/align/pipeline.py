@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from bioseq import __version__
@@ -29,6 +28,8 @@ SUB_BATCH = 512  # reads per align_batch call
 class Stats:
     reads: int = 0
     mapped: int = 0
+    embedded: int = 0  # reads sent to the embedding search (rescue mode: those the seeds missed)
+    rescued: int = 0  # of those, reads whose best hit came from the embedding candidates
     problems: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
@@ -150,17 +151,60 @@ def _lines_pair(reads: tuple[Read, Read], res: tuple[ReadResult, ReadResult], na
     return out
 
 
+_WORKER: tuple | None = None  # (aligner, n_trace) inherited by forked worker processes
+
+
+def _work(block: list[list]) -> tuple[list[list[Hit]], dict]:
+    aligner, n_trace = _WORKER
+    hits = aligner.align_batch(block, n_trace)
+    return hits, aligner.take_counts()
+
+
 def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: int = 1, batch_size: int = 2048,
                 command_line: str = "bioseq align", progress: bool = False) -> Stats:
-    """Align one (single-end) or two (paired-end) read files and write SAM/BAM to ``out``."""
+    """Align one (single-end) or two (paired-end) read files and write SAM/BAM to ``out``.
+
+    With ``threads > 1`` the blocks of each batch go to that many worker processes (forked before
+    anything heavy is loaded, so they share the index pages), while this process reads the next
+    batch and writes the previous one; output is the same for any ``threads`` or ``batch_size``."""
+    global _WORKER
+    import multiprocessing as mp
+
     idx = aligner.index
     names = [c["name"] for c in idx.manifest["contigs"]]
     writer = SamWriter(out, header_lines(idx.manifest["contigs"], command_line, __version__))
     stats = Stats()
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
     # XS compares traced scores (clipping changes them); pairing needs positions of the first few hits
     n_trace = max(2, 1 + aligner.p.secondary) if len(paths) == 1 else max(4, 1 + aligner.p.secondary)
+    _WORKER = (aligner, n_trace)
+    pool = mp.get_context("fork").Pool(threads) if threads > 1 and "fork" in mp.get_all_start_methods() else None
+
+    def submit(prepared):
+        # fixed-size blocks: a read's hits depend on the read alone, so blocks change only the speed
+        blocks = [prepared[s : s + SUB_BATCH] for s in range(0, len(prepared), SUB_BATCH)]
+        if pool is None:
+            return [_work(b) for b in blocks]
+        return pool.map_async(_work, blocks)
+
+    def finish(flat, pending) -> None:
+        done = pending if isinstance(pending, list) else pending.get()
+        results = [ReadResult(hits=h) for hits, _ in done for h in hits]
+        for _, counts in done:
+            stats.embedded += counts["embedded"]
+            stats.rescued += counts["rescued"]
+        lines = []
+        if len(paths) == 1:
+            for (_, _, r), res in zip(flat, results):
+                lines += _lines_single(r, res, names, aligner.p)
+        else:
+            for b in range(0, len(flat), 2):
+                lines += _lines_pair((flat[b][2], flat[b + 1][2]), (results[b], results[b + 1]), names, aligner.p)
+        stats.reads += len(flat)
+        stats.mapped += sum(1 for r in results if r.hits)
+        writer.write(lines)
+
     try:
+        prev = None
         for batch in _batches(paths, batch_size):
             flat = [(n, j, r) for n, recs in batch for j, r in enumerate(recs)]
             prepared = []
@@ -169,27 +213,18 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
                 if problem:
                     stats.note(paths[j], n, r.name, problem)
                 prepared.append(strands)
-            # fixed-size blocks (a read's hits depend on the read alone, so blocks and threads
-            # change only the speed); parasail and numpy release the GIL for their inner loops
-            blocks = [prepared[s : s + SUB_BATCH] for s in range(0, len(prepared), SUB_BATCH)]
-            done = pool.map(lambda b: aligner.align_batch(b, n_trace), blocks) if pool else \
-                [aligner.align_batch(b, n_trace) for b in blocks]
-            results = [ReadResult(hits=h) for d in done for h in d]
-            lines = []
-            if len(paths) == 1:
-                for (_, _, r), res in zip(flat, results):
-                    lines += _lines_single(r, res, names, aligner.p)
-            else:
-                for b in range(0, len(flat), 2):
-                    lines += _lines_pair((flat[b][2], flat[b + 1][2]), (results[b], results[b + 1]), names, aligner.p)
-            stats.reads += len(flat)
-            stats.mapped += sum(1 for r in results if r.hits)
-            writer.write(lines)
+            pending = submit(prepared)
+            if prev is not None:  # write the previous batch while the workers align this one
+                finish(*prev)
+            prev = (flat, pending)
+        if prev is not None:
+            finish(*prev)
         writer.close()
     except BaseException:
         writer.abort()
         raise
     finally:
-        if pool:
-            pool.shutdown()
+        if pool is not None:
+            pool.terminate()
+        _WORKER = None
     return stats

@@ -54,4 +54,5 @@ def command(
     if stats.problems:
         summary = ", ".join(f"{v} {k}" for k, v in sorted(stats.problems.items()))
         typer.echo(f"bioseq align: warning: {sum(stats.problems.values())} reads not aligned ({summary})", err=True)
-    typer.echo(f"bioseq align: {stats.reads} reads, {stats.mapped} mapped", err=True)
+    emb = f"; {stats.embedded} searched by embedding, {stats.rescued} placed by it" if stats.embedded else ""
+    typer.echo(f"bioseq align: {stats.reads} reads, {stats.mapped} mapped{emb}", err=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
 
@@ -243,3 +244,36 @@ def test_hnsw_index_for_large_references(tmp_path, lambda_fasta, lambda_reads):
     truth = {r[0]: r[3] for r in reads}
     correct = sum(abs(int(r[3]) - truth[r[0]]) <= 10 for r in _records(res.stdout))
     assert correct >= 0.97 * len(reads)
+
+
+def test_embedding_rescues_reads_without_seeds(tmp_path, lambda_fasta, lambda_contig):
+    """Reads with a substitution every 12 bp share no 15-mer with the reference, so the seeds find
+    nothing; the shipped encoder (never trained on lambda) still places some of them in rescue mode."""
+    import numpy as np
+
+    from bioseq.align.encoder import DEFAULT_ENCODER
+
+    rng = np.random.default_rng(0)
+    reads = []
+    for i in range(60):
+        s = int(rng.integers(0, lambda_contig.length - 150))
+        r = lambda_contig.codes[s : s + 150].copy()
+        r[int(rng.integers(0, 12)) :: 12] += 1
+        r %= 4
+        if i % 2:
+            r = alphabet.reverse_complement_codes(r)
+        reads.append((f"r{i}_{s + 1}", alphabet.decode(r), "I" * 150))
+    fq = write_fastq(tmp_path / "seedless.fq", reads)
+    idx = tmp_path / "lambda.esa"
+    assert run_cli("index", str(lambda_fasta), "-o", str(idx), "--encoder", str(DEFAULT_ENCODER)).exit_code == 0
+    placed = {}
+    for mode in ("seed", "rescue"):
+        res = run_cli("align", str(idx), str(fq), "--mode", mode, "--encoder", str(DEFAULT_ENCODER))
+        assert res.exit_code == 0, res.output
+        placed[mode] = [r for r in _records(res.stdout) if r[2] != "*"]
+    assert placed["seed"] == []
+    assert len(placed["rescue"]) >= 8
+    for r in placed["rescue"]:  # placed where the read came from (soft clips shift POS)
+        clip = sum(int(n) for n, op in re.findall(r"(\d+)([SIDM])", r[5]) if op == "S")
+        assert abs(int(r[3]) - int(r[0].split("_")[1])) <= clip + 10, r[:6]
+    assert "60 searched by embedding" in res.stderr

@@ -163,3 +163,112 @@ def test_distributed_index_equals_single_process(tmp_path, lambda_fasta):
                    check=True, env=env, capture_output=True, timeout=600)
     for name in ("embeddings.npy", "faiss.index", "fragments.npy", "minimizers.npz"):
         assert (tmp_path / "one.esa" / name).read_bytes() == (tmp_path / "two.esa" / name).read_bytes(), name
+
+
+def _naive_hashes(codes, k):
+    """k shifts of the 2-bit code, then the same mix as kmer_hashes (the definition it must keep)."""
+    n = len(codes) - k + 1
+    c = codes.astype(np.uint64) & np.uint64(3)
+    x = np.zeros(n, dtype=np.uint64)
+    for j in range(k):
+        x = (x << np.uint64(2)) | c[j : j + n]
+    x = (x ^ (x >> np.uint64(29))) * np.uint64(0x9E3779B97F4A7C15)
+    x ^= x >> np.uint64(32)
+    bad = np.array([np.any(codes[i : i + k] >= 4) for i in range(n)])
+    x[bad] = np.uint64(0xFFFFFFFFFFFFFFFF)
+    return x
+
+
+@pytest.mark.parametrize("k", [8, 11, 15, 16, 21, 31])
+def test_doubling_kmer_hashes_equal_direct_packing(lambda_contig, k):
+    c = lambda_contig.codes[:700].copy()
+    c[[3, 100, 101, 400]] = 4
+    assert np.array_equal(kmer_hashes(c, k), _naive_hashes(c, k))
+
+
+def _random_reads(rng, n):
+    seqs = []
+    for _ in range(n):
+        s = rng.integers(0, 4, int(rng.integers(0, 220))).astype(np.uint8)
+        if s.size > 40 and rng.random() < 0.3:
+            s[10:40] = 2  # homopolymer: equal hashes inside one window (leftmost-minimum ties)
+        if s.size and rng.random() < 0.3:
+            s[rng.integers(0, s.size, 3)] = 4
+        seqs.append(s)
+    return seqs
+
+
+def test_batch_minimizers_equal_one_read_at_a_time():
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from bioseq.align.minimizers import batch_minimizers, window_argmin
+
+    rng = np.random.default_rng(3)
+    h = rng.integers(0, 50, 3000).astype(np.uint64)  # many ties
+    for w in (1, 2, 7, 10):
+        ref = np.argmin(sliding_window_view(h, w), axis=1) + np.arange(h.size - w + 1)
+        assert np.array_equal(window_argmin(h, w), ref)
+    seqs = _random_reads(rng, 300)
+    sid, hh, pos = batch_minimizers(seqs, 15, 10)
+    for i, s in enumerate(seqs):
+        a, b = minimizers(s, 15, 10)
+        assert np.array_equal(hh[sid == i], a) and np.array_equal(pos[sid == i], b), i
+        assert pos[sid == i].tolist() == naive_minimizers(s, 15, 10) or s.size < 24
+
+
+def test_batch_diagonals_and_clusters_equal_per_read(lambda_contig):
+    from bioseq.align.minimizers import batch_clusters
+
+    h, p = build_table(lambda_contig.codes, 15, 10)
+    table = SeedTable(h, p, 15, 10)
+    rng = np.random.default_rng(4)
+    reads = []
+    for _ in range(60):
+        s = int(rng.integers(0, lambda_contig.length - 200))
+        r = mutate_read(lambda_contig.codes[s : s + int(rng.integers(30, 200))], rng, 0.03, 0.002)
+        reads += [r, alphabet.reverse_complement_codes(r)]
+    reads.append(np.zeros(0, np.uint8))
+    bounds, diags = table.batch_diagonals(reads)
+    cs, votes, med = batch_clusters(bounds, diags, top=3)
+    for i, r in enumerate(reads):
+        d = table.diagonals(r)
+        assert np.array_equal(diags[bounds[i] : bounds[i + 1]], d)
+        assert list(zip(votes[cs == i].tolist(), med[cs == i].tolist())) == clusters(d)[:3]
+
+
+def test_gapless_fast_traceback_equals_parasail(lambda_index, lambda_contig):
+    """The numpy traceback of gapless hits gives what the parasail traceback gives, and declines
+    reads whose best alignment has a gap."""
+    from bioseq.align.aligner import Aligner
+    from bioseq.align.encoder import load_encoder
+    from bioseq.align.index import load_index
+
+    al = Aligner(load_index(lambda_index), load_encoder(), AlignParams(mode="seed"))
+    rng = np.random.default_rng(8)
+    reads, kinds = [], []
+    for i in range(80):
+        s = int(rng.integers(0, lambda_contig.length - 150))
+        r = lambda_contig.codes[s : s + 150].copy()
+        sub = rng.choice(150, int(rng.integers(0, 8)), replace=False)
+        r[sub] = (r[sub] + rng.integers(1, 4, sub.size)) % 4  # substitutions, some near the ends
+        if i % 4 == 3:
+            r = np.concatenate([r[:70], r[73:]])  # a 3 bp deletion mid-read
+        if i % 2:
+            r = alphabet.reverse_complement_codes(r)
+        reads.append(al.prepare(r)[1])
+        kinds.append("gap" if i % 4 == 3 else "gapless")
+    hits = al.align_batch(reads, n_trace=0)  # untraced
+    firsts = [(rd, h[0]) for rd, h in zip(reads, hits)]
+    fast = al._ungapped([rd[h.strand] for rd, h in firsts], [h for _, h in firsts])
+    n_fast = 0
+    for (rd, h), f, kind in zip(firsts, fast, kinds):
+        slow = al.traceback(rd[h.strand], h)
+        if kind == "gap":
+            assert f is None and ("D" in slow.cigar or "I" in slow.cigar)
+            continue
+        if f is None:
+            continue  # a gapped alignment can outscore a substitution-dense gapless one
+        n_fast += 1
+        assert (f.score, f.contig, f.pos, f.end, f.cigar, f.nm, f.md) == \
+            (slow.score, slow.contig, slow.pos, slow.end, slow.cigar, slow.nm, slow.md)
+    assert n_fast >= 35
