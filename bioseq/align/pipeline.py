@@ -33,6 +33,15 @@ class Stats:
     problems: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
+    def merge(self, other: Stats) -> None:
+        self.reads += other.reads
+        self.mapped += other.mapped
+        self.embedded += other.embedded
+        self.rescued += other.rescued
+        for k, v in other.problems.items():
+            self.problems[k] = self.problems.get(k, 0) + v
+        self.examples += other.examples[: max(0, 5 - len(self.examples))]
+
     def note(self, path, n: int, name: str, problem: str) -> None:
         self.problems[problem.split(" (")[0]] = self.problems.get(problem.split(" (")[0], 0) + 1
         if len(self.examples) < 5:
@@ -166,13 +175,18 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
 
     With ``threads > 1`` the blocks of each batch go to that many worker processes (forked before
     anything heavy is loaded, so they share the index pages), while this process reads the next
-    batch and writes the previous one; output is the same for any ``threads`` or ``batch_size``."""
+    batch and writes the previous one. Under ``accelerate launch`` (several processes, any number
+    of machines) process r aligns batches r, r + world, ... and the main process writes every
+    batch in input order. Output is the same for any ``threads``, ``batch_size`` or process count."""
     global _WORKER
     import multiprocessing as mp
 
+    from bioseq.align.index import _distributed
+
+    rank, world, state = _distributed()
     idx = aligner.index
     names = [c["name"] for c in idx.manifest["contigs"]]
-    writer = SamWriter(out, header_lines(idx.manifest["contigs"], command_line, __version__))
+    writer = SamWriter(out, header_lines(idx.manifest["contigs"], command_line, __version__)) if rank == 0 else None
     stats = Stats()
     # XS compares traced scores (clipping changes them); pairing needs positions of the first few hits
     n_trace = max(2, 1 + aligner.p.secondary) if len(paths) == 1 else max(4, 1 + aligner.p.secondary)
@@ -186,12 +200,12 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
             return [_work(b) for b in blocks]
         return pool.map_async(_work, blocks)
 
-    def finish(flat, pending) -> None:
+    def finish(flat, pending, part: Stats) -> list[str]:
         done = pending if isinstance(pending, list) else pending.get()
         results = [ReadResult(hits=h) for hits, _ in done for h in hits]
         for _, counts in done:
-            stats.embedded += counts["embedded"]
-            stats.rescued += counts["rescued"]
+            part.embedded += counts["embedded"]
+            part.rescued += counts["rescued"]
         lines = []
         if len(paths) == 1:
             for (_, _, r), res in zip(flat, results):
@@ -199,29 +213,62 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
         else:
             for b in range(0, len(flat), 2):
                 lines += _lines_pair((flat[b][2], flat[b + 1][2]), (results[b], results[b + 1]), names, aligner.p)
-        stats.reads += len(flat)
-        stats.mapped += sum(1 for r in results if r.hits)
+        part.reads += len(flat)
+        part.mapped += sum(1 for r in results if r.hits)
+        return lines
+
+    def prepare(batch) -> tuple[list, list, Stats]:
+        part = Stats()
+        flat = [(n, j, r) for n, recs in batch for j, r in enumerate(recs)]
+        prepared = []
+        for n, j, r in flat:
+            problem, strands = aligner.prepare(r.codes)
+            if problem:
+                part.note(paths[j], n, r.name, problem)
+            prepared.append(strands)
+        return flat, prepared, part
+
+    def write(lines: list[str], part: Stats) -> None:
+        stats.merge(part)
         writer.write(lines)
 
+    def flush(items: list) -> None:
+        """Gather one round of batches (one per process) and write them in input order."""
+        from accelerate.utils import gather_object
+
+        got = gather_object([items])
+        if rank == 0:
+            for _, lines, part in sorted((x for g in got for x in g), key=lambda t: t[0]):
+                write(lines, part)
+
     try:
-        prev = None
-        for batch in _batches(paths, batch_size):
-            flat = [(n, j, r) for n, recs in batch for j, r in enumerate(recs)]
-            prepared = []
-            for n, j, r in flat:
-                problem, strands = aligner.prepare(r.codes)
-                if problem:
-                    stats.note(paths[j], n, r.name, problem)
-                prepared.append(strands)
-            pending = submit(prepared)
-            if prev is not None:  # write the previous batch while the workers align this one
-                finish(*prev)
-            prev = (flat, pending)
-        if prev is not None:
-            finish(*prev)
-        writer.close()
+        if world == 1:
+            prev = None
+            for batch in _batches(paths, batch_size):
+                flat, prepared, part = prepare(batch)
+                pending = submit(prepared)
+                if prev is not None:  # write the previous batch while the workers align this one
+                    write(finish(*prev), prev[2])
+                prev = (flat, pending, part)
+            if prev is not None:
+                write(finish(*prev), prev[2])
+        else:
+            # every process reads the whole input, so all agree on where each round ends
+            items, bno = [], -1
+            for bno, batch in enumerate(_batches(paths, batch_size)):
+                if bno % world == rank:
+                    flat, prepared, part = prepare(batch)
+                    items.append((bno, finish(flat, submit(prepared), part), part))
+                if bno % world == world - 1:
+                    flush(items)
+                    items = []
+            if bno % world != world - 1:  # a last, partial round
+                flush(items)
+        if writer is not None:
+            writer.close()
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     finally:
         if pool is not None:

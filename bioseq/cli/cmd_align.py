@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ def command(
     reads: str = typer.Argument(..., help="Reads (FASTQ or FASTA, plain/gzip/xz; '-' for stdin)."),
     reads2: str = typer.Argument(None, help="Mate reads for paired-end input."),
     out: str = typer.Option(None, "-o", "--out", help="Output .sam or .bam (default: SAM on stdout)."),
-    threads: int = typer.Option(1, "-t", "--threads", help="Threads."),
+    threads: int = typer.Option(1, "-t", "--threads", help="Worker processes (and torch threads for the embedding)."),
     top_k: int = typer.Option(16, "-k", "--top-k", help="Fragments retrieved per read strand and window."),
     mode: str = typer.Option("rescue", "--mode", help="Candidates: rescue (seeds, embedding search for reads they miss) | seed | hybrid | emb+vote | emb (see docs/align.md)."),
     max_align: int = typer.Option(6, "--max-align", help="Candidates realigned per read."),
@@ -49,6 +50,8 @@ def command(
     except (InputError, ValueError, FileNotFoundError) as e:
         typer.echo(f"bioseq align: error: {e}", err=True)
         raise typer.Exit(1) from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under `accelerate launch` the main process reports for all
     for ex in stats.examples:
         typer.echo(f"bioseq align: warning: {ex}", err=True)
     if stats.problems:

@@ -277,3 +277,24 @@ def test_embedding_rescues_reads_without_seeds(tmp_path, lambda_fasta, lambda_co
         clip = sum(int(n) for n, op in re.findall(r"(\d+)([SIDM])", r[5]) if op == "S")
         assert abs(int(r[3]) - int(r[0].split("_")[1])) <= clip + 10, r[:6]
     assert "60 searched by embedding" in res.stderr
+
+
+@pytest.mark.slow
+def test_distributed_align_equals_single_process(tmp_path, lambda_index, lambda_reads, tiny_encoder):
+    """`accelerate launch --num_processes 2 bioseq align` (CPU, gloo) writes the same SAM as one process."""
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    acc = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    if not os.path.exists(acc):
+        pytest.skip("accelerate launcher not installed")
+    fq, _ = lambda_reads
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BIOSEQ_ESA_ENCODER": str(tiny_encoder)}
+    args = ["align", str(lambda_index), str(fq), "--batch-size", "16", "--mode", "hybrid"]
+    subprocess.run([sys.executable, "-m", "bioseq", *args, "-o", str(tmp_path / "one.sam")],
+                   check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run([acc, "launch", "--cpu", "--num_processes", "2", "-m", "bioseq", *args, "-o", str(tmp_path / "two.sam")],
+                   check=True, env=env, capture_output=True, timeout=600)
+    assert _body((tmp_path / "one.sam").read_text()) == _body((tmp_path / "two.sam").read_text())
