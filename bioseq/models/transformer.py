@@ -52,7 +52,7 @@ def segment_positions(segment_ids: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (B, H, L, hd); rotate pairs (x1, x2) of the two halves
+    # x: (..., hd) with cos/sin broadcastable to (..., hd/2); rotate pairs (x1, x2) of the two halves
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -66,8 +66,15 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, attention_mask=None):
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv(x).view(B, L, 3, self.n_head, D // self.n_head)  # (B, L, 3, H, hd)
+        # rotate q and k together in the projection's own layout: one pass over contiguous memory
+        # instead of two over strided (B, H, L, hd) views (the same products, so the same values)
+        if cos.dim() == 2:  # (L, hd/2) -> (L, 1, 1, hd/2)
+            c, s = cos[:, None, None], sin[:, None, None]
+        else:  # per-token positions (B, 1, L, hd/2) -> (B, L, 1, 1, hd/2)
+            c, s = cos.permute(0, 2, 1, 3)[:, :, None], sin.permute(0, 2, 1, 3)[:, :, None]
+        q, k = apply_rope(qkv[:, :, :2], c, s).permute(2, 0, 3, 1, 4)  # 2 x (B, H, L, hd)
+        v = qkv[:, :, 2].transpose(1, 2)  # (B, H, L, hd)
         mask = None
         if attention_mask is not None and attention_mask.dim() == 4:
             mask = attention_mask  # (B, 1, L, L) query x key mask, e.g. block-diagonal for packing
