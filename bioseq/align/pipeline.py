@@ -163,6 +163,19 @@ def _lines_pair(reads: tuple[Read, Read], res: tuple[ReadResult, ReadResult], na
 _WORKER: tuple | None = None  # (aligner, n_trace) inherited by forked worker processes
 
 
+def _worker_init() -> None:
+    """A forked worker runs single-threaded: an OpenMP pool inherited through fork (torch, FAISS,
+    when the parent had loaded them) must not be used from the child."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(1)
+    aligner = _WORKER[0]
+    aligner.encoder.threads = 1
+
+
 def _work(block: list[list]) -> tuple[list[list[Hit]], dict]:
     aligner, n_trace = _WORKER
     hits = aligner.align_batch(block, n_trace)
@@ -191,7 +204,9 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
     # XS compares traced scores (clipping changes them); pairing needs positions of the first few hits
     n_trace = max(2, 1 + aligner.p.secondary) if len(paths) == 1 else max(4, 1 + aligner.p.secondary)
     _WORKER = (aligner, n_trace)
-    pool = mp.get_context("fork").Pool(threads) if threads > 1 and "fork" in mp.get_all_start_methods() else None
+    pool = None
+    if threads > 1 and "fork" in mp.get_all_start_methods():
+        pool = mp.get_context("fork").Pool(threads, initializer=_worker_init)
 
     def submit(prepared):
         # fixed-size blocks: a read's hits depend on the read alone, so blocks change only the speed
