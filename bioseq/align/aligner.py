@@ -39,6 +39,7 @@ from bioseq.align.minimizers import batch_clusters
 from bioseq.align.minimizers import clusters as _clusters
 
 MODES = ("rescue", "seed", "hybrid", "emb+vote", "emb")
+MAX_SPAN = 1000  # widest spread of seed diagonals one candidate window covers (tandem repeats)
 _ACGTN = np.frombuffer(b"ACGTNNNNNNNNNNNN", dtype=np.uint8)
 
 
@@ -48,8 +49,8 @@ class AlignParams:
 
     top_k: int = 16
     mode: str = "rescue"
-    max_align: int = 6
-    seed_clusters: int = 3
+    max_align: int = 10
+    seed_clusters: int = 5
     pad: int = 24
     match: int = 1
     mismatch: int = 4
@@ -61,6 +62,9 @@ class AlignParams:
     max_insert: int = 1000
     unpaired_penalty: int = 17
     secondary: int = 0
+    deep_below: float = 0.8
+    deep_clusters: int = 12
+    deep_max_occ: int = 1000
     rescue_below: float = 0.6
 
     def __post_init__(self) -> None:
@@ -279,8 +283,17 @@ class Aligner:
             return [diags[bounds[2 * j + t] : bounds[2 * j + t + 1]] for t in (0, 1)]
 
         if p.mode in ("seed", "rescue"):
-            for j, cands in enumerate(self._seed_candidates(bounds, diags, np.array([len(s) for s in seqs]))):
+            lens = np.array([len(s) for s in seqs])
+            for j, cands in enumerate(self._seed_candidates(bounds, diags, lens, p.seed_clusters, p.max_align)):
                 out[live[j]] = self._score(reads[live[j]], cands)
+            # reads placed poorly or not at all (repeats, low complexity, divergent copies) get a
+            # deeper seed round: more clusters per strand and the frequent minimizers back in
+            deep = [j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.deep_below * p.match * len(reads[i][0])]
+            if deep:
+                b2, d2 = self.index.seeds.batch_diagonals([s for j in deep for s in reads[live[j]]], p.deep_max_occ)
+                l2 = np.array([len(s) for j in deep for s in reads[live[j]]])
+                for j, cands in zip(deep, self._seed_candidates(b2, d2, l2, p.deep_clusters, 2 * p.deep_clusters)):
+                    out[live[j]] = _merge(out[live[j]], self._score(reads[live[j]], cands))
             # reads the seeds did not place well go through the embedding search
             todo = [] if p.mode == "seed" else [
                 j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.rescue_below * p.match * len(reads[i][0])]
@@ -317,24 +330,27 @@ class Aligner:
             hits[i][k] = f if f is not None else self.traceback(reads[i][hits[i][k].strand], hits[i][k])
         return hits
 
-    def _seed_candidates(self, bounds: np.ndarray, diags: np.ndarray, lens: np.ndarray) -> list[list[tuple]]:
-        """Candidate windows ``[(strand, lo, hi)]`` per read from the best seed clusters of each
-        strand, ranked by votes then position, at most ``max_align`` per read."""
+    def _seed_candidates(self, bounds: np.ndarray, diags: np.ndarray, lens: np.ndarray, top: int,
+                         max_align: int) -> list[list[tuple]]:
+        """Candidate windows ``[(strand, lo, hi)]`` per read from the ``top`` best seed clusters of
+        each strand, ranked by votes then position, at most ``max_align`` per read."""
         idx, p = self.index, self.p
         n_reads = (bounds.size - 1) // 2
-        cs, votes, d = batch_clusters(bounds, diags, p.seed_clusters)
+        cs, votes, d, dlo, dhi = batch_clusters(bounds, diags, top, span=True)
         ok = (votes >= 2) & (d >= 0) & (d < idx.offsets[-1])
-        cs, votes, d = cs[ok], votes[ok], d[ok]
+        cs, votes, d, dlo, dhi = cs[ok], votes[ok], d[ok], dlo[ok], dhi[ok]
+        # the window spans the cluster's diagonals (at most MAX_SPAN bp around the median)
+        dlo, dhi = np.maximum(dlo, d - MAX_SPAN // 2), np.minimum(dhi, d + MAX_SPAN // 2)
         c = np.searchsorted(idx.offsets, d, "right") - 1
-        lo = np.maximum(idx.offsets[c], d - p.pad)
-        hi = np.minimum(idx.offsets[c + 1], d + lens[cs] + p.pad)
+        lo = np.maximum(idx.offsets[c], dlo - p.pad)
+        hi = np.minimum(idx.offsets[c + 1], dhi + lens[cs] + p.pad)
         read = cs // 2
         order = np.lexsort((cs % 2, lo, -votes, read))
         read, strand, lo, hi = read[order], (cs % 2)[order], lo[order], hi[order]
         starts = np.searchsorted(read, np.arange(n_reads + 1), "left")
         out = []
         for j in range(n_reads):
-            a, b = starts[j], min(starts[j + 1], starts[j] + p.max_align)
+            a, b = starts[j], min(starts[j + 1], starts[j] + max_align)
             out.append(list(zip(strand[a:b].tolist(), lo[a:b].tolist(), hi[a:b].tolist())))
         return out
 

@@ -136,15 +136,16 @@ class SeedTable:
         """Seed-hit diagonals ``ref_pos - read_pos`` (sorted int64) for one read strand."""
         return self.batch_diagonals([read])[1]
 
-    def batch_diagonals(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def batch_diagonals(self, seqs: list[np.ndarray], max_occ: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Seed-hit diagonals of many read strands -> ``(bounds (n + 1,), diagonals)``: the sorted
-        diagonals of ``seqs[i]`` are ``diagonals[bounds[i]:bounds[i + 1]]``."""
+        diagonals of ``seqs[i]`` are ``diagonals[bounds[i]:bounds[i + 1]]``. Minimizers with more
+        than ``max_occ`` (default: the table's) reference copies are skipped."""
         sid, h, qpos = batch_minimizers(seqs, self.k, self.w)
         order = np.argsort(h, kind="stable")  # sorted needles walk the table in order: ~4x fewer cache misses
         sid, h, qpos = sid[order], h[order], qpos[order]
         lo = np.searchsorted(self.hashes, h, "left")
         cnt = np.searchsorted(self.hashes, h, "right") - lo
-        ok = (cnt > 0) & (cnt <= self.max_occ)
+        ok = (cnt > 0) & (cnt <= (max_occ or self.max_occ))
         lo, cnt, qpos, sid = lo[ok], cnt[ok], qpos[ok], sid[ok]
         # expand every [lo, lo+cnt) range without a Python loop
         d = self.positions[np.repeat(lo, cnt) + _ranges(cnt)] - np.repeat(qpos, cnt)
@@ -159,15 +160,17 @@ def votes_in(diags: np.ndarray, lo: int, hi: int) -> int:
     return int(np.searchsorted(diags, hi, "right") - np.searchsorted(diags, lo, "left"))
 
 
-def batch_clusters(bounds: np.ndarray, diags: np.ndarray, top: int, gap: int = 16
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batch_clusters(bounds: np.ndarray, diags: np.ndarray, top: int, gap: int = 16, span: bool = False
+                   ) -> tuple[np.ndarray, ...]:
     """:func:`clusters` of every read strand at once, keeping the ``top`` best of each ->
-    ``(strand index, votes, median diagonal)`` ordered by strand index, then as :func:`clusters`."""
+    ``(strand index, votes, median diagonal)`` ordered by strand index, then as :func:`clusters`;
+    with ``span`` also each cluster's smallest and largest diagonal (a cluster in a tandem repeat
+    chains diagonals over many periods, and the read's true start can be anywhere in it)."""
     n = bounds.size - 1
     sid = np.repeat(np.arange(n), np.diff(bounds))
     if diags.size == 0:
         e = np.empty(0, dtype=np.int64)
-        return e, e, e
+        return (e,) * (5 if span else 3)
     cut = np.flatnonzero((np.diff(diags) > gap) | (np.diff(sid) != 0)) + 1
     a = np.concatenate([[0], cut])
     b = np.concatenate([cut, [diags.size]])
@@ -176,6 +179,8 @@ def batch_clusters(bounds: np.ndarray, diags: np.ndarray, top: int, gap: int = 1
     cs, votes, med = cs[order], votes[order], med[order]
     first = np.searchsorted(cs, cs, "left")  # rank of each cluster within its strand
     keep = np.arange(cs.size) - first < top
+    if span:
+        return cs[keep], votes[keep], med[keep], diags[a][order][keep], diags[b - 1][order][keep]
     return cs[keep], votes[keep], med[keep]
 
 

@@ -20,7 +20,7 @@ def command(
     threads: int = typer.Option(1, "-t", "--threads", help="Worker processes (and torch threads for the embedding)."),
     top_k: int = typer.Option(16, "-k", "--top-k", help="Fragments retrieved per read strand and window."),
     mode: str = typer.Option("rescue", "--mode", help="Candidates: rescue (seeds, embedding search for reads they miss) | seed | hybrid | emb+vote | emb (see docs/align.md)."),
-    max_align: int = typer.Option(6, "--max-align", help="Candidates realigned per read."),
+    max_align: int = typer.Option(10, "--max-align", help="Candidates realigned per read."),
     min_score: int = typer.Option(30, "-T", "--min-score", help="Minimum alignment score to report a hit."),
     min_len: int = typer.Option(30, "--min-len", help="Reads shorter than this are reported unmapped."),
     max_insert: int = typer.Option(1000, "--max-insert", help="Largest insert size of a proper pair."),
