@@ -92,7 +92,7 @@ class Hit:
     win: tuple[int, int] = (0, 0)  # global reference window the hit was found in
     qend: int = -1  # last aligned read base of the local alignment (before traceback)
     gend: int = 0  # global reference position of the local alignment's last base (locus comparisons)
-    source: str = "seed"  # candidate source: "seed" or "emb"
+    source: str = "seed"  # candidate source: "seed", "emb" or "mate" (mate rescue)
 
     @property
     def traced(self) -> bool:
@@ -317,7 +317,44 @@ class Aligner:
                 out[i] = _merge(out[i], hits) if p.mode == "rescue" else hits
                 self._counts["rescued"] += p.mode == "rescue" and bool(out[i]) and out[i][0].source == "emb"
             self._counts["embedded"] += len(todo)
-        return self._trace_batch(reads, out, n_trace)
+        out = self._trace_batch(reads, out, n_trace)
+        if self.mate_window:
+            out = self._rescue_mates(reads, out, n_trace)
+        return out
+
+    #: paired input: reads 2i and 2i + 1 are mates, and a mate is searched for within this many bp
+    #: downstream of its partner's hits (0: single-end; set by the pipeline from the insert sizes)
+    mate_window: int = 0
+
+    def _rescue_mates(self, reads: list[list[np.ndarray]], hits: list[list[Hit]], n_trace: int) -> list[list[Hit]]:
+        """Mate rescue (as in bwa mem): for each of a read's two best hits whose mate has no hit
+        where a proper pair puts it, Smith-Waterman the mate's facing strand over that window.
+        Finds the right copy of a repeat when the other mate is unique."""
+        offs = self.index.offsets
+        changed = False
+        for i in range(0, len(reads) - 1, 2):
+            for me, mate in ((i, i + 1), (i + 1, i)):
+                if not reads[mate] or not hits[me]:
+                    continue
+                cands = []
+                for h in hits[me][:2]:
+                    if not h.traced:
+                        continue
+                    c0, c1 = int(offs[h.contig]), int(offs[h.contig + 1])
+                    if h.strand == 0:  # mate on the reverse strand, downstream
+                        s, lo, hi = 1, h.gpos, min(c1, h.gpos + self.mate_window)
+                    else:  # mate forward, upstream of this hit's end
+                        e = h.gpos + (h.end - h.pos)
+                        s, lo, hi = 0, max(c0, e - self.mate_window), e
+                    if hi - lo < len(reads[mate][s]) or any(x.strand == s and lo <= x.gend < hi for x in hits[mate][:4]):
+                        continue
+                    cands.append((s, lo, hi))
+                if cands:
+                    found = self._score(reads[mate], cands, source="mate")
+                    # a rescued hit goes ahead of equal-scoring copies elsewhere, so pairing sees it
+                    hits[mate] = _merge(found, hits[mate], prefer="mate")
+                    changed = True
+        return self._trace_batch(reads, hits, n_trace) if changed else hits
 
     def _trace_batch(self, reads: list[list[np.ndarray]], hits: list[list[Hit]], n_trace: int) -> list[list[Hit]]:
         """Trace back the first ``n_trace`` hits of every read: all gapless ones at once with numpy
@@ -518,10 +555,11 @@ class Aligner:
         return out
 
 
-def _merge(a: list[Hit], b: list[Hit]) -> list[Hit]:
-    """Union of two untraced hit lists, one hit per locus (the higher-scoring), best first."""
+def _merge(a: list[Hit], b: list[Hit], prefer: str | None = None) -> list[Hit]:
+    """Union of two hit lists, one hit per locus (the higher-scoring), best first; among equal
+    scores hits from source ``prefer`` come first, then by position."""
     hits: list[Hit] = []
-    for h in sorted(a + b, key=lambda t: (-t.score, t.gend, t.strand)):
+    for h in sorted(a + b, key=lambda t: (-t.score, t.source != prefer, t.gend, t.strand)):
         if not any(same_locus(h, x) for x in hits):
             hits.append(h)
     return hits

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from bioseq import __version__
 from bioseq.align.aligner import Aligner, AlignParams, Hit, ReadResult, mapq
@@ -22,6 +25,7 @@ from bioseq.align.sam import (
 
 log = logging.getLogger(__name__)
 SUB_BATCH = 512  # reads per align_batch call
+INSERT_PAIRS = 1000  # leading pairs the insert-size model is estimated from
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Stats:
     mapped: int = 0
     embedded: int = 0  # reads sent to the embedding search (rescue mode: those the seeds missed)
     rescued: int = 0  # of those, reads whose best hit came from the embedding candidates
+    insert: object = None  # InsertModel of paired input, when one could be estimated
     problems: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
@@ -67,14 +72,51 @@ def _batches(paths: list[str], size: int) -> Iterator[list[tuple]]:
         yield batch
 
 
-def _choose_pair(r1: ReadResult, r2: ReadResult, p: AlignParams, names: list[str]):
+@dataclass
+class InsertModel:
+    """Insert-size distribution of the library (mean, standard deviation), estimated from the
+    first pairs of the input whose mates both map uniquely and properly."""
+
+    mean: float
+    std: float
+    n: int
+
+    def log_weight(self, insert: int) -> float:
+        """bwa mem's pair-score term, in match units: 0.721 ln(2 erfc(|z| / sqrt 2)) (0.721 = 1 / ln 4)."""
+        z = abs(insert - self.mean) / self.std
+        return 0.721 * math.log(max(2.0 * math.erfc(z / math.sqrt(2.0)), 1e-300))
+
+
+def estimate_insert(pairs: list[tuple[ReadResult, ReadResult]], p: AlignParams, min_pairs: int = 20) -> InsertModel | None:
+    """Insert model from pairs whose mates both map uniquely (best score >= 10 above the second)
+    and face each other within ``max_insert``; quartile-trimmed like bwa mem. None if too few."""
+    sizes = []
+    for r1, r2 in pairs:
+        a, b = r1.best, r2.best
+        if a is None or b is None or not is_proper(a, b, p.max_insert):
+            continue
+        if any(x is not None and h.score - x < 10 for h, x in ((a, r1.xs(a)), (b, r2.xs(b)))):
+            continue
+        sizes.append(max(a.end, b.end) - min(a.pos, b.pos))
+    if len(sizes) < min_pairs:
+        return None
+    q1, q3 = np.percentile(sizes, [25, 75])
+    lo, hi = q1 - 2 * (q3 - q1), q3 + 2 * (q3 - q1)
+    kept = np.array([x for x in sizes if lo <= x <= hi], dtype=np.float64)
+    return InsertModel(float(kept.mean()), max(1.0, float(kept.std())), int(kept.size))
+
+
+def _choose_pair(r1: ReadResult, r2: ReadResult, p: AlignParams, names: list[str], model: InsertModel | None = None):
     """Pick the mate hits maximising score sum, minus ``unpaired_penalty`` unless the pair is
-    proper (same contig, facing each other, insert <= max_insert). -> (h1, h2, proper, pair mapq)."""
+    proper (same contig, facing each other, insert <= max_insert), plus the insert-size term of
+    ``model`` for proper pairs. -> (h1, h2, proper, pair mapq)."""
     best = []
     for h1 in r1.hits[:4] or [None]:
         for h2 in r2.hits[:4] or [None]:
             proper = h1 is not None and h2 is not None and h1.contig >= 0 and is_proper(h1, h2, p.max_insert)
             s = (h1.score if h1 else 0) + (h2.score if h2 else 0) - (0 if proper else p.unpaired_penalty)
+            if proper and model is not None:
+                s += model.log_weight(max(h1.end, h2.end) - min(h1.pos, h2.pos))
             best.append((s, proper, h1, h2))
     best.sort(key=lambda t: (-t[0], (t[2].gpos if t[2] else -1), (t[3].gpos if t[3] else -1)))
     s, proper, h1, h2 = best[0]
@@ -121,8 +163,8 @@ def _secondary(qname, res, names, base_flag, rnext, pnext, p) -> list[str]:
     return out
 
 
-def _lines_pair(reads: tuple[Read, Read], res: tuple[ReadResult, ReadResult], names, p) -> list[str]:
-    h1, h2, proper, pq = _choose_pair(res[0], res[1], p, names)
+def _lines_pair(reads: tuple[Read, Read], res: tuple[ReadResult, ReadResult], names, p, model=None) -> list[str]:
+    h1, h2, proper, pq = _choose_pair(res[0], res[1], p, names, model)
     hs = (h1, h2)
     out = []
     for i in (0, 1):
@@ -203,10 +245,6 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
     stats = Stats()
     # XS compares traced scores (clipping changes them); pairing needs positions of the first few hits
     n_trace = max(2, 1 + aligner.p.secondary) if len(paths) == 1 else max(4, 1 + aligner.p.secondary)
-    _WORKER = (aligner, n_trace)
-    pool = None
-    if threads > 1 and "fork" in mp.get_all_start_methods():
-        pool = mp.get_context("fork").Pool(threads, initializer=_worker_init)
 
     def submit(prepared):
         # fixed-size blocks: a read's hits depend on the read alone, so blocks change only the speed
@@ -227,10 +265,38 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
                 lines += _lines_single(r, res, names, aligner.p)
         else:
             for b in range(0, len(flat), 2):
-                lines += _lines_pair((flat[b][2], flat[b + 1][2]), (results[b], results[b + 1]), names, aligner.p)
+                lines += _lines_pair((flat[b][2], flat[b + 1][2]), (results[b], results[b + 1]), names, aligner.p,
+                                     model)
         part.reads += len(flat)
         part.mapped += sum(1 for r in results if r.hits)
         return lines
+
+    model = None
+    batch_iter = _batches(paths, batch_size)
+    if len(paths) == 2:
+        # insert sizes from the first INSERT_PAIRS pairs, aligned once up front: the same pairs for
+        # any batch size, thread or process count, so the output does not depend on them
+        head, first = [], []
+        for batch in batch_iter:  # buffered, then replayed: stdin can be read only once
+            first.append(batch)
+            head += batch
+            if len(head) >= INSERT_PAIRS:
+                break
+        batch_iter = itertools.chain(first, batch_iter)
+        prepared = [aligner.prepare(r.codes)[1] for _, recs in head[:INSERT_PAIRS] for r in recs]
+        hits = [ReadResult(hits=h) for b in range(0, len(prepared), SUB_BATCH)
+                for h in aligner.align_batch(prepared[b : b + SUB_BATCH], n_trace)]
+        aligner.take_counts()
+        model = estimate_insert(list(zip(hits[0::2], hits[1::2])), aligner.p)
+        if model is not None:
+            log.info("insert size %.1f +- %.1f from %d pairs", model.mean, model.std, model.n)
+        stats.insert = model
+        # mate rescue window: where a proper pair can put the mate
+        aligner.mate_window = int(model.mean + 4 * model.std) if model is not None else aligner.p.max_insert
+    _WORKER = (aligner, n_trace)
+    pool = None  # forked after the insert model, so the workers have it
+    if threads > 1 and "fork" in mp.get_all_start_methods():
+        pool = mp.get_context("fork").Pool(threads, initializer=_worker_init)
 
     def prepare(batch) -> tuple[list, list, Stats]:
         part = Stats()
@@ -259,7 +325,7 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
     try:
         if world == 1:
             prev = None
-            for batch in _batches(paths, batch_size):
+            for batch in batch_iter:
                 flat, prepared, part = prepare(batch)
                 pending = submit(prepared)
                 if prev is not None:  # write the previous batch while the workers align this one
@@ -270,7 +336,7 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
         else:
             # every process reads the whole input, so all agree on where each round ends
             items, bno = [], -1
-            for bno, batch in enumerate(_batches(paths, batch_size)):
+            for bno, batch in enumerate(batch_iter):
                 if bno % world == rank:
                     flat, prepared, part = prepare(batch)
                     items.append((bno, finish(flat, submit(prepared), part), part))
@@ -289,4 +355,5 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
         if pool is not None:
             pool.terminate()
         _WORKER = None
+        aligner.mate_window = 0
     return stats

@@ -298,3 +298,58 @@ def test_distributed_align_equals_single_process(tmp_path, lambda_index, lambda_
     subprocess.run([acc, "launch", "--cpu", "--num_processes", "2", "-m", "bioseq", *args, "-o", str(tmp_path / "two.sam")],
                    check=True, env=env, capture_output=True, timeout=600)
     assert _body((tmp_path / "one.sam").read_text()) == _body((tmp_path / "two.sam").read_text())
+
+
+def test_insert_model_from_unique_proper_pairs():
+    from bioseq.align.aligner import AlignParams, Hit, ReadResult
+    from bioseq.align.pipeline import estimate_insert
+
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    pairs = []
+    for ins in list(rng.normal(500, 50, 300).astype(int)) + [5, 900, 990]:  # three outliers
+        a = Hit(score=150, contig=0, pos=1000, end=1150, strand=0)
+        b = Hit(score=150, contig=0, pos=1000 + ins - 150, end=1000 + ins, strand=1)
+        pairs.append((ReadResult(hits=[a]), ReadResult(hits=[b])))
+    repeat = Hit(score=150, contig=0, pos=90_000, end=90_150, strand=0)  # not unique: ignored
+    pairs.append((ReadResult(hits=[Hit(score=150, contig=0, pos=0, end=150, strand=0), repeat]),
+                  ReadResult(hits=[Hit(score=150, contig=0, pos=2000, end=2150, strand=1)])))
+    m = estimate_insert(pairs, AlignParams())
+    assert abs(m.mean - 500) < 8 and abs(m.std - 50) < 8 and m.n <= 301
+    assert m.log_weight(500) > m.log_weight(600) > m.log_weight(700)
+    assert estimate_insert(pairs[:10], AlignParams()) is None  # too few pairs to estimate
+
+
+def test_mate_rescue_places_a_repeat_mate_next_to_its_unique_partner(tmp_path, tiny_encoder):
+    """Mate 2 lies in a 150 bp element with 6 identical copies; mate 1 is unique. The pair must be
+    proper, with mate 2 on the copy that faces mate 1 (found by Smith-Waterman in the mate window),
+    not on the first of the six equal-scoring copies."""
+    import numpy as np
+
+    from bioseq.align.index import IndexParams, build_index
+    from bioseq.align.encoder import load_encoder
+
+    rng = np.random.default_rng(2)
+    ref = rng.integers(0, 4, 30_000).astype(np.uint8)
+    element = rng.integers(0, 4, 150).astype(np.uint8)
+    copies = [2_000, 6_000, 11_000, 15_000, 21_000, 26_000]
+    for c in copies:
+        ref[c : c + 150] = element
+    fa = tmp_path / "ref.fa"
+    fa.write_text(">chrT\n" + alphabet.decode(ref) + "\n")
+    idx = tmp_path / "ref.esa"
+    build_index(fa, idx, load_encoder(tiny_encoder), IndexParams(), progress=False)
+    r1, r2 = [], []
+    for i, c in enumerate(copies[2:5]):  # mate 1 unique, 400 bp upstream of a copy
+        s = c + 150 - 550
+        r1.append((f"p{i}", alphabet.decode(ref[s : s + 150]), "I" * 150))
+        r2.append((f"p{i}", alphabet.reverse_complement(alphabet.decode(ref[c : c + 150])), "I" * 150))
+    f1, f2 = write_fastq(tmp_path / "r1.fq", r1), write_fastq(tmp_path / "r2.fq", r2)
+    res = run_cli("align", str(idx), str(f1), str(f2))
+    assert res.exit_code == 0, res.output
+    recs = _records(res.stdout)
+    for i, c in enumerate(copies[2:5]):
+        a, b = recs[2 * i], recs[2 * i + 1]
+        assert int(a[1]) & 2 and int(b[1]) & 2, (a[:9], b[:9])  # proper pair
+        assert int(b[3]) == c + 1 and abs(int(a[8])) == 550
