@@ -130,6 +130,8 @@ def main() -> None:
     ap.add_argument("--ablation", default="150 e0.02", help="setting where every mode runs")
     ap.add_argument("--ablation-reads", type=int, default=2000, help="reads for the embedding modes' ablation runs")
     ap.add_argument("--index-only", action="store_true", help="build (and time) the indexes, align nothing")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the rows of the genomes and settings run now in the report at --out")
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("BIOSEQ_SHARED", ROOT.parent / "shared" / "data")))
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_align")
     ap.add_argument("--reuse", action="store_true", help="reuse indexes (and their timings) from --work")
@@ -218,6 +220,14 @@ def main() -> None:
                           f"(x{s['reads_per_cpu_s'] / base['reads_per_cpu_s']:.3f} bwa)  RSS {rss} MiB", flush=True)
     if a.index_only:
         return
+    if a.update and a.out.with_suffix(".json").exists():
+        old = json.loads(a.out.with_suffix(".json").read_text())
+        ran = {(r["genome"], r["setting"]) for r in rows}
+        keep = [r for r in old["rows"] if (r["genome"], r["setting"]) not in ran]
+        order = {g: i for i, g in enumerate(dict.fromkeys([r["genome"] for r in old["rows"]] + a.genomes))}
+        rows = sorted(keep + rows, key=lambda r: (order[r["genome"]], list(SETTINGS).index(r["setting"].split(",")[0])))
+        index_rows = [tuple(x) for x in old["index"] if x[0] not in a.genomes] + index_rows
+        a.genomes = list(order)
     write_report(a, rows, index_rows)
 
 
