@@ -59,6 +59,17 @@ def test_classifier_round_trip_and_from_lm(tmp_path):
     assert new(ids).logits.shape == (2, 2)
 
 
+def test_positions_classifier_round_trip(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    clf = SequenceClassifier(_backbone(n_head=2, bidirectional=True), num_labels=3, pooling="positions",
+                             seq_len=20, position_dim=4).eval()
+    bhf.export_hf(clf, tmp_path)
+    hf_clf = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    ids = torch.randint(7, 11, (2, 20))
+    torch.testing.assert_close(hf_clf(ids).logits, clf(ids).logits, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name,text", [("dna-char", "ACGTNacgtu"), ("protein-esm", "MKTAYIAKQRqisfvk")])
 def test_tokenizer_same_ids(tmp_path, name, text):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast

@@ -290,20 +290,48 @@ def mask_tokens(
 
 @_register
 class SequenceClassifier(PreTrainedModel):
-    """Pooled hidden state -> ``num_labels`` logits (``num_labels=1``: regression with MSE)."""
+    """Pooled hidden state -> ``num_labels`` logits (``num_labels=1``: regression with MSE).
+
+    ``pooling`` is ``mean``, ``last`` or ``first`` (see :func:`pool`), or ``positions`` for
+    fixed-length inputs whose labels depend on *where* a feature sits (a splice junction at a known
+    offset, a promoter box): each of the ``seq_len`` tokens' hidden states is projected to
+    ``position_dim`` features and the concatenation feeds the linear output layer, so every
+    position gets its own weights (the neural analogue of a position-specific one-hot model).
+    """
 
     model_type = "sequence_classification"
 
-    def __init__(self, backbone: Backbone, num_labels: int = 2, pooling: str = "mean", dropout: float = 0.1) -> None:
-        super().__init__(backbone, num_labels=num_labels, pooling=pooling, dropout=dropout)
+    def __init__(self, backbone: Backbone, num_labels: int = 2, pooling: str = "mean", dropout: float = 0.1,
+                 seq_len: int | None = None, position_dim: int = 8) -> None:
+        extra = {"seq_len": seq_len, "position_dim": position_dim} if pooling == "positions" else {}
+        super().__init__(backbone, num_labels=num_labels, pooling=pooling, dropout=dropout, **extra)
         d = backbone.config.d_model
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_labels))
-        self.num_labels, self.pooling = num_labels, pooling
+        if pooling == "positions":
+            if not seq_len or seq_len < 1 or position_dim < 1:
+                raise ValueError(f"pooling='positions' needs seq_len >= 1 (tokens per input) and position_dim >= 1, "
+                                 f"got seq_len={seq_len}, position_dim={position_dim}")
+            self.classifier = nn.Sequential(nn.Linear(d, position_dim), nn.Flatten(1), nn.Dropout(dropout),
+                                            nn.Linear(seq_len * position_dim, num_labels))
+        else:
+            pool(torch.zeros(1, 1, 1), None, pooling)  # unknown modes fail here, not at the first batch
+            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_labels))
+        self.num_labels, self.pooling, self.seq_len = num_labels, pooling, seq_len
+
+    def head(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, num_labels), pooled features)`` from backbone output ``hidden (B, L, d)``."""
+        if self.pooling != "positions":
+            pooled = pool(hidden, attention_mask, self.pooling)  # (B, d)
+            return self.classifier(pooled), pooled
+        if hidden.shape[1] != self.seq_len:
+            raise ValueError(f"pooling='positions' was built for {self.seq_len} tokens per input, got {hidden.shape[1]}")
+        if attention_mask is not None:  # padding contributes nothing
+            hidden = hidden * attention_mask.to(hidden.dtype).unsqueeze(-1)
+        pooled = self.classifier[1](self.classifier[0](hidden))  # (B, seq_len * position_dim)
+        return self.classifier[3](self.classifier[2](pooled)), pooled
 
     def forward(self, input_ids, attention_mask=None, labels=None) -> ModelOutput:
         hidden = self._backbone(input_ids, attention_mask)
-        pooled = pool(hidden, attention_mask, self.pooling)  # (B, d)
-        logits = self.classifier(pooled)  # (B, num_labels)
+        logits, pooled = self.head(hidden, attention_mask)  # (B, num_labels)
         loss = None
         if labels is not None:
             if self.num_labels == 1:

@@ -107,3 +107,38 @@ def test_mask_tokens_rates():
     assert abs(sel.float().mean().item() - 0.15) < 0.01
     assert torch.equal(labels[sel], x[sel])
     assert abs((out[sel] == 3).float().mean().item() - 0.8) < 0.03
+
+
+def test_positions_pooling_is_position_specific_and_ignores_padding(tmp_path):
+    torch.manual_seed(0)
+    bb = build_backbone("transformer-tiny", vocab_size=12, d_model=32, n_head=2)
+    clf = SequenceClassifier(bb, num_labels=3, pooling="positions", seq_len=6, position_dim=4, dropout=0.0).eval()
+    mean = SequenceClassifier(bb, num_labels=3, pooling="mean", dropout=0.0).eval()
+    h = torch.randn(2, 6, 32)
+    perm = torch.tensor([1, 0, 2, 3, 5, 4])
+    # Swapping two positions' features changes a position-specific head, never a mean-pooled one.
+    assert not torch.allclose(clf.head(h)[0], clf.head(h[:, perm])[0])
+    torch.testing.assert_close(mean.head(h)[0], mean.head(h[:, perm])[0])
+    # Padded positions contribute nothing, whatever their hidden state.
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]] * 2, dtype=torch.bool)
+    h2 = h.clone()
+    h2[:, 4:] = 100.0
+    torch.testing.assert_close(clf.head(h, mask)[0], clf.head(h2, mask)[0])
+    assert clf.head(h)[1].shape == (2, 24)
+    x = torch.randint(7, 11, (2, 6))
+    assert clf(x).logits.shape == (2, 3)
+    with pytest.raises(ValueError, match="built for 6 tokens"):
+        clf(torch.randint(7, 11, (2, 7)))
+    # The head's settings survive save / load, so the reloaded model gives the same logits.
+    clf.save_pretrained(tmp_path)
+    again = load_pretrained(tmp_path).eval()
+    assert (again.pooling, again.seq_len, again.classifier[0].out_features) == ("positions", 6, 4)
+    assert torch.equal(again(x).logits, clf(x).logits)
+
+
+def test_classifier_rejects_bad_pooling():
+    bb = build_backbone("transformer-tiny", vocab_size=12, d_model=32, n_head=2)
+    with pytest.raises(ValueError, match="unknown pooling"):
+        SequenceClassifier(bb, pooling="max")
+    with pytest.raises(ValueError, match="needs seq_len"):
+        SequenceClassifier(bb, pooling="positions")
