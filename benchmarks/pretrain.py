@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,22 @@ def run_config(cfg: Path, out: Path, steps: int, extra: list[str]) -> float:
         print(r.stdout[-2000:], r.stderr[-4000:], file=sys.stderr)
         raise SystemExit(f"{cfg}: run failed (exit {r.returncode})")
     return time.time() - t0
+
+
+def in_window_composition_bits(windows) -> float:
+    """Bits/base of an adaptive order-0 model that knows nothing but the bases earlier in the same
+    window (Krichevsky-Trofimov counts, ``(c + 1/2) / (n + 2)``), on the positions the networks are
+    scored on: what in-context adaptation to base composition alone is worth."""
+    import numpy as np
+
+    from bioseq.alphabet import CODE_MASK
+
+    w = np.asarray(windows) & CODE_MASK
+    onehot = (w[..., None] == np.arange(4)).astype(np.float64)  # (N, L, 4); ambiguity codes count nowhere
+    before = np.cumsum(onehot, axis=1) - onehot  # counts of each base at positions < i
+    p = (before + 0.5) / (before.sum(-1, keepdims=True) + 2.0)
+    scored = onehot[:, 1:]
+    return float(-(np.log2(p[:, 1:]) * scored).sum() / scored.sum())
 
 
 def main() -> None:
@@ -64,7 +81,6 @@ def main() -> None:
     if not Path(store).exists():
         build_store([ROOT / f for f in d["fasta"]], store, progress=True)
     extra = [f"data.store={store}", *args.overrides]
-    load = [os.getloadavg()[0]]
 
     results = []
     for cfg in configs:
@@ -74,11 +90,13 @@ def main() -> None:
         if args.reuse and finished.exists() and any(r["split"] in sets and int(r["step"]) == steps
                                                     for r in csv.DictReader(open(finished))):
             print(f"== {bb}: reusing the finished run in {out}", flush=True)
-            wall = float("nan")
         else:
-            print(f"== {bb}: {steps} steps (load average {os.getloadavg()[0]:.2f})", flush=True)
+            load0 = os.getloadavg()[0]
+            print(f"== {bb}: {steps} steps (load average {load0:.2f})", flush=True)
             wall = run_config(cfg, out, steps, extra)
-        load.append(os.getloadavg()[0])
+            # the machine's 1-minute load average before and after, kept with the run for --reuse
+            (out / "bench_load.json").write_text(json.dumps({"load": [load0, os.getloadavg()[0]], "wall_s": wall}))
+        info = json.loads((out / "bench_load.json").read_text()) if (out / "bench_load.json").exists() else {}
         rows = list(csv.DictReader(open(out / "metrics.csv")))
         # a run folder reused after an interrupted attempt holds several runs: keep the last one
         rows = rows[max(i for i, r in enumerate(rows) if r["split"] == "train" and int(r["step"]) == 1):]
@@ -88,7 +106,8 @@ def main() -> None:
         results.append({
             "backbone": bb, "size": load_recipe_config(cfg)["model"]["size"],
             "bpb": {s: v[-1][1] for s, v in held.items()}, "held": held, "tokens": int(train[-1]["tokens"]),
-            "tok_s": float(train[-1]["tokens_per_s"]), "wall": float(train[-1]["elapsed_s"]) if wall != wall else wall,
+            "tok_s": float(train[-1]["tokens_per_s"]), "train_s": float(train[-1]["elapsed_s"]),
+            "load": info.get("load"), "threads": json.loads((out / "recipe_config.json").read_text())["train"].get("cpu_threads"),
             "curve": [(int(r["tokens"]), float(r["bits_per_base"])) for r in train],
         })
         print("   " + ", ".join(f"{s} {b:.4f}" for s, b in results[-1]["bpb"].items())
@@ -101,13 +120,14 @@ def main() -> None:
     tr = GenomeWindowDataset(store, int(d["window"]), seed=seed, split="train", **split_kw)
     t0 = time.time()
     chain = MarkovModel(int(e.get("markov_max_order", 10))).fit([tr.store.fetch(int(i)) for i in tr.sampler.contig_ids])
-    ref, scores, genomes, n_windows = {}, {}, {}, {}
+    ref, scores, genomes, n_windows, adaptive = {}, {}, {}, {}, {}
     for s, kw in sets.items():
         ev = GenomeWindowDataset(store, int(e.get("window", d["window"])), seed=seed + 1, split="valid", rc=False,
                                  samples_per_epoch=int(e["n_windows"]), **kw)
         windows = ev.get_batch(list(range(len(ev))))["seq"].numpy()
         best, scores[s] = best_order(chain, windows)
         ref[s], genomes[s], n_windows[s] = (best.k, scores[s][best.k]), ev.sampler.genomes, len(windows)
+        adaptive[s] = in_window_composition_bits(windows)
         print(f"== Markov on {s}: best k={best.k} {ref[s][1]:.4f} bits/base")
     print(f"   ({time.time() - t0:.0f}s)")
 
@@ -121,21 +141,23 @@ def main() -> None:
         + "; ".join(f"`{label(s)}` = {', '.join(genomes[s])} ({n_windows[s]} windows)" for s in sets) + ". "
         f"Every backbone: {steps} optimizer steps, {results[0]['tokens']:,} training tokens, window {d['window']}, "
         "the same data order. Each held-out set is scored on the same windows for every model "
-        "(A/C/G/T targets at positions 1..L-1). Load average (1 min) over the run: "
-        f"{min(load):.2f} to {max(load):.2f} on {os.cpu_count()} cores.",
+        f"(A/C/G/T targets at positions 1..L-1). Load: the 1-minute load average at the start (and end) "
+        f"of each run, on {os.cpu_count()} cores.",
         "",
-        "| model | " + " | ".join(f"{label(s)}: bits/base | vs best Markov" for s in sets) + " | tokens/s (CPU) | wall (s) |",
-        "|---|" + "---:|---:|" * len(sets) + "---:|---:|",
+        "| model | " + " | ".join(f"{label(s)}: bits/base | vs best Markov" for s in sets) + " | tokens/s (CPU threads) | train time (s) | load |",
+        "|---|" + "---:|---:|" * len(sets) + "---:|---:|---:|",
     ]
     first = next(iter(sets))
     for r in sorted(results, key=lambda r: r["bpb"][first]):
         cells = " | ".join(f"{r['bpb'][s]:.4f} | {r['bpb'][s] - ref[s][1]:+.4f}" for s in sets)
-        lines.append(f"| {r['size']} | {cells} | {r['tok_s']:,.0f} | {r['wall']:.0f} |")
+        load = " / ".join(f"{v:.1f}" for v in r["load"]) if r["load"] else "n/a"
+        lines.append(f"| {r['size']} | {cells} | {r['tok_s']:,.0f} ({r['threads'] or 'all'}) | {r['train_s']:.0f} | {load} |")
     for k in sorted({0, 2, 4, 6, 8, 10, *(ref[s][0] for s in sets)} & set(scores[first])):
         best_in = [label(s) for s in sets if ref[s][0] == k]
         cells = " | ".join(f"{scores[s][k]:.4f} | {scores[s][k] - ref[s][1]:+.4f}" for s in sets)
-        lines.append(f"| order-{k} Markov{' (best: ' + ', '.join(best_in) + ')' if best_in else ''} | {cells} | | |")
-    lines.append("")
+        lines.append(f"| order-{k} Markov{' (best: ' + ', '.join(best_in) + ')' if best_in else ''} | {cells} | | | |")
+    cells = " | ".join(f"{adaptive[s]:.4f} | {adaptive[s] - ref[s][1]:+.4f}" for s in sets)
+    lines += [f"| in-window base composition (adaptive order-0) | {cells} | | | |", ""]
     for s in sets:
         beat = [r["size"] for r in results if r["bpb"][s] < ref[s][1]]
         lines.append(f"- `{label(s)}`: best Markov order k={ref[s][0]} ({ref[s][1]:.4f}); backbones below it: "
@@ -151,7 +173,7 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 4.5))
         styles = ["-", "--", ":", "-."]
         for i, r in enumerate(results):
             color = f"C{i}"
@@ -166,6 +188,8 @@ def main() -> None:
             for a in (ax, bx):
                 a.axhline(ref[s][1], color="k", ls=styles[j % 4], lw=1,
                           label=f"order-{ref[s][0]} Markov, {label(s)} ({ref[s][1]:.3f})")
+            bx.axhline(adaptive[s], color="grey", ls=styles[j % 4], lw=1,
+                       label=f"in-window composition, {label(s)} ({adaptive[s]:.3f})")
         lo = min(v for _, v in ref.values())
         ax.set_ylim(lo - 0.1, 2.1)
         ax.set_title("training bits per base")
@@ -174,7 +198,7 @@ def main() -> None:
             a.set_xlabel("training tokens (M)")
             a.set_ylabel("bits per base")
         ax.legend(fontsize=7)
-        bx.legend(fontsize=6, ncol=2)
+        bx.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves sit close
         fig.tight_layout()
         fig.savefig(args.out.with_name("pretrain_loss_curves.png"), dpi=120)
     except ImportError:
