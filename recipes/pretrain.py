@@ -46,12 +46,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from bioseq.data import DistributedWindowSampler, GenomeWindowDataset, build_store
-from bioseq.eval import LN2, best_markov
+from bioseq.eval import LN2, MarkovModel, best_order
 from bioseq.eval.lm import causal_bits, masked_bits
 from bioseq.models import CausalLM, MaskedLM, build_backbone, load_config, mask_tokens
 from bioseq.models.heads import IGNORE_INDEX
 from bioseq.tokenization import get_tokenizer
-from bioseq.utils.recipe_config import load_recipe_config
+from bioseq.utils.recipe_config import eval_sets, load_recipe_config
 
 log = logging.getLogger("bioseq.pretrain")
 
@@ -159,8 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     split_kw = dict(holdout_genomes=dcfg.get("holdout_genomes") or [], holdout_contigs=dcfg.get("holdout_contigs") or [])
     train_ds = GenomeWindowDataset(store, window, seed=seed, split="train", rc=bool(dcfg.get("rc_augment", True)),
                                    samples_per_epoch=max_steps * per_rank_per_step * world, **split_kw)
-    eval_ds = GenomeWindowDataset(store, int(ecfg.get("window", window)), seed=seed + 1, split="valid", rc=False,
-                                  samples_per_epoch=int(ecfg["n_windows"]), **split_kw)
+    eval_dss = {name: GenomeWindowDataset(store, int(ecfg.get("window", window)), seed=seed + 1, split="valid", rc=False,
+                                          samples_per_epoch=int(ecfg["n_windows"]), **kw)
+                for name, kw in eval_sets(cfg).items()}
 
     # AdamW: no weight decay on norms, biases and embeddings (the usual GPT recipe).
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     # evaluation: bits per base on held-out windows (same positions the Markov baseline scores)
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate() -> tuple[float, float]:
+    def evaluate(eval_ds: GenomeWindowDataset) -> tuple[float, float]:
         model.eval()
         bits = torch.zeros((), dtype=torch.float64, device=accelerator.device)
         count = torch.zeros((), dtype=torch.float64, device=accelerator.device)
@@ -221,11 +222,12 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process and ecfg.get("markov_baseline") and start_step == 0:
         # Reference in the same run: the best order-k Markov chain fitted on the training windows'
         # genomes, scored on the same held-out windows.
-        train_seqs = [train_ds.store.fetch(int(i)) for i in train_ds.sampler.contig_ids]
-        ev = eval_ds.get_batch(list(range(len(eval_ds))))["seq"].numpy()
-        mk, scores = best_markov(train_seqs, ev, orders=range(0, int(ecfg.get("markov_max_order", 10)) + 1))
-        log.info("Markov baseline on held-out windows: best k=%d, %.4f bits/base", mk.k, scores[mk.k])
-        metrics.log(step=0, split=f"markov_k{mk.k}", bits_per_base=f"{scores[mk.k]:.5f}")
+        chain = MarkovModel(int(ecfg.get("markov_max_order", 10))).fit(
+            [train_ds.store.fetch(int(i)) for i in train_ds.sampler.contig_ids])
+        for name, eval_ds in eval_dss.items():
+            mk, scores = best_order(chain, eval_ds.get_batch(list(range(len(eval_ds))))["seq"].numpy())
+            log.info("Markov baseline on %s windows: best k=%d, %.4f bits/base", name, mk.k, scores[mk.k])
+            metrics.log(step=0, split=f"markov_k{mk.k}" + name[len("valid"):], bits_per_base=f"{scores[mk.k]:.5f}")
 
     # Save state on SIGTERM (SLURM pre-emption) as well as at normal exit.
     stop = {"now": False}
@@ -315,9 +317,10 @@ def main(argv: list[str] | None = None) -> None:
                         perplexity=f"{math.exp(mean_loss):.4f}", lr=f"{scheduler.get_last_lr()[0]:.3e}", seq_len=L,
                         tokens=tokens_seen, tokens_per_s=f"{tps:.1f}", elapsed_s=f"{elapsed:.1f}")
         if eval_every and (done % eval_every == 0 or done == max_steps):
-            bpb, ppl = evaluate()
-            log.info("step %d: held-out %.4f bits/base (perplexity %.3f)", done, bpb, ppl)
-            metrics.log(step=done, split="valid", bits_per_base=f"{bpb:.5f}", perplexity=f"{ppl:.4f}", elapsed_s=f"{elapsed:.1f}")
+            for name, eval_ds in eval_dss.items():
+                bpb, ppl = evaluate(eval_ds)
+                log.info("step %d: %s %.4f bits/base (perplexity %.3f)", done, name, bpb, ppl)
+                metrics.log(step=done, split=name, bits_per_base=f"{bpb:.5f}", perplexity=f"{ppl:.4f}", elapsed_s=f"{elapsed:.1f}")
         timed_out = time_limit and elapsed > time_limit
         if done % ckpt_every == 0 or done == max_steps or stop["now"] or timed_out:
             save_checkpoint(done)

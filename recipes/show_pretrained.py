@@ -2,6 +2,7 @@
 baselines fitted in the same run, a continuation of a real sequence, and the loss curve.
 
     python recipes/show_pretrained.py runs/demo            # a run folder of recipes/pretrain.py
+    python recipes/show_pretrained.py runs/pretrain/tiny_hyena_clm --set species   # one of eval.sets
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bioseq.eval import best_markov
 from bioseq.eval.lm import causal_bits
 from bioseq.models import load_pretrained
 from bioseq.tokenization import load_tokenizer
+from bioseq.utils.recipe_config import eval_sets
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run", type=Path, help="output_dir of a recipes/pretrain.py run")
     ap.add_argument("--windows", type=int, default=128, help="held-out windows to score")
     ap.add_argument("--max-order", type=int, default=10, help="largest Markov order tried")
+    ap.add_argument("--set", help="held-out set of the config's eval.sets to score (default: the first)")
     args = ap.parse_args(argv)
     console = Console()
     cfg = json.loads((args.run / "recipe_config.json").read_text())
@@ -38,11 +41,15 @@ def main(argv: list[str] | None = None) -> None:
     tok = load_tokenizer(args.run / "final" / "tokenizer.json")
     nuc = torch.as_tensor(tok.encode_codes(np.arange(4, dtype=np.uint8)))
     split_kw = dict(holdout_genomes=dcfg.get("holdout_genomes") or [], holdout_contigs=dcfg.get("holdout_contigs") or [])
+    sets = eval_sets(cfg)
+    held = f"valid:{args.set}" if args.set else next(iter(sets))
+    if held not in sets:
+        raise SystemExit(f"--set {args.set}: the run's held-out sets are {[s.split(':', 1)[-1] for s in sets]}")
     window = int(dcfg["window"])
 
     # The same held-out windows for every model: the neural LM and the Markov chains score
     # exactly the same positions (A/C/G/T targets at positions 1..L-1 of each window).
-    valid = GenomeWindowDataset(store, window, seed=1234, split="valid", rc=False, samples_per_epoch=args.windows, **split_kw)
+    valid = GenomeWindowDataset(store, window, seed=1234, split="valid", rc=False, samples_per_epoch=args.windows, **sets[held])
     train = GenomeWindowDataset(store, window, seed=1234, split="train", rc=False, samples_per_epoch=args.windows, **split_kw)
     rows = []
     for name, ds in (("held-out", valid), ("training genomes", train)):
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     # Loss curve (training bits/base per step and held-out evaluations).
     rows_csv = list(csv.DictReader(open(args.run / "metrics.csv")))
     tr = [(int(r["step"]), float(r["bits_per_base"])) for r in rows_csv if r["split"] == "train"]
-    va = [(int(r["step"]), float(r["bits_per_base"])) for r in rows_csv if r["split"] == "valid"]
+    va = [(int(r["step"]), float(r["bits_per_base"])) for r in rows_csv if r["split"] == held]
     try:
         import matplotlib
 

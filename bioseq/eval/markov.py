@@ -111,7 +111,18 @@ def best_markov(train_sequences, valid_windows: np.ndarray, orders=range(0, 13),
     and reused: a model of order k is the prefix of the counts list.
     """
     orders = list(orders)
-    big = MarkovModel(max(orders), alpha).fit(list(train_sequences))
+    return best_order(MarkovModel(max(orders), alpha).fit(list(train_sequences)), valid_windows, orders)
+
+
+def best_order(big: MarkovModel, valid_windows: np.ndarray, orders=None):
+    """Score every order ``<= big.k`` of a fitted chain on ``valid_windows`` and pick the best.
+
+    The counts of ``big`` are shared, not copied: fit once, then score several held-out sets.
+    Returns ``(best_model, {k: bits_per_base})`` as :func:`best_markov`.
+    """
+    orders, alpha = list(range(big.k + 1) if orders is None else orders), big.alpha
+    if max(orders) > big.k:
+        raise ValueError(f"orders up to {max(orders)} need a chain of order >= {max(orders)}, got {big.k}")
     scores = {}
     for k in orders:
         m = MarkovModel(k, alpha, counts=big.counts[: k + 1])

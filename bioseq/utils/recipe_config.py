@@ -98,3 +98,29 @@ def load_recipe_config(path: str | Path, overrides: list[str] | tuple[str, ...] 
     for o in overrides:
         apply_override(cfg, o)
     return cfg
+
+
+def eval_sets(cfg: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """A pretraining config's held-out evaluation sets: ``{metrics split: holdout kwargs}``.
+
+    The kwargs (``holdout_genomes``, ``holdout_contigs``) select one set as ``split="valid"`` of
+    a :class:`bioseq.data.GenomeWindowDataset`. Without ``eval.sets`` there is one set, ``valid``:
+    every held-out genome and contig of ``data``. ``eval.sets: {strain: [MGH78578], species:
+    [saureus]}`` scores each named group of held-out genomes on its own (splits ``valid:strain``,
+    ``valid:species``); every genome named there must be in ``data.holdout_genomes``, so training
+    never reads it.
+    """
+    d = cfg["data"]
+    split_kw = {"holdout_genomes": list(d.get("holdout_genomes") or []), "holdout_contigs": list(d.get("holdout_contigs") or [])}
+    sets = (cfg.get("eval") or {}).get("sets")
+    if not sets:
+        return {"valid": split_kw}
+    held = set(split_kw["holdout_genomes"])
+    out = {}
+    for name, genomes in sets.items():
+        genomes = [genomes] if isinstance(genomes, str) else list(genomes or [])
+        if not genomes or not set(genomes) <= held:
+            raise RecipeConfigError(f"eval.sets.{name}: {genomes} must be a non-empty subset of "
+                                    f"data.holdout_genomes {sorted(held)}")
+        out[f"valid:{name}"] = {"holdout_genomes": genomes, "holdout_contigs": []}
+    return out

@@ -104,3 +104,88 @@ def test_two_processes_disjoint_windows_identical_weights(store, tmp_path):
     assert len(w0) == len(ranks[0]["windows"]) == 8 * 4 * 2  # steps * batch * grad_accum
     assert not (w0 & w1), "ranks read overlapping windows"
     assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"], "replicas diverged"
+
+
+@pytest.fixture(scope="module")
+def three_genome_store(tmp_path_factory) -> str:
+    """E. coli (trains), phage lambda and a synthetic 80%-AT genome (two separate held-out sets)."""
+    import numpy as np
+
+    from bioseq.data import build_store
+
+    d = tmp_path_factory.mktemp("store3")
+    rng = np.random.default_rng(0)
+    at_rich = "".join(rng.choice(list("ACGT"), size=20_000, p=[0.4, 0.1, 0.1, 0.4]))
+    (d / "atrich.fa").write_text(">atrich_1\n" + at_rich + "\n")
+    path = d / "genomes.zarr"
+    build_store([ROOT / "data/genomes/ecoli_K12_MG1655.fa.gz", ROOT / "data/genomes/lambda_NC_001416.fa.gz",
+                 d / "atrich.fa"], path)
+    return str(path)
+
+
+def test_eval_sets_are_scored_separately(three_genome_store, tmp_path):
+    """eval.sets: each held-out set gets its own bits/base and Markov rows, on its own windows."""
+    import numpy as np
+    import torch
+
+    from bioseq.data import GenomeWindowDataset
+    from bioseq.eval import best_markov
+    from bioseq.eval.lm import causal_bits
+    from bioseq.tokenization import load_tokenizer
+
+    cfg = ROOT / "recipes/configs/transformer/sanity_clm.yaml"
+    run_inprocess(cfg, f"output_dir={tmp_path}", f"data.store={three_genome_store}",
+                  "data.holdout_genomes=[lambda_NC_001416, atrich]", "+eval.sets={phage: [lambda_NC_001416], atrich: [atrich]}",
+                  "+debug.dump_rank_state=true")
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    splits = {r["split"] for r in rows}
+    assert {"valid:phage", "valid:atrich"} <= splits and "valid" not in splits
+    assert {s.split(":")[-1] for s in splits if s.startswith("markov_k")} == {"phage", "atrich"}
+    final = {r["split"]: float(r["bits_per_base"]) for r in rows if r["step"] == "8" and r["split"].startswith("valid")}
+
+    # training read E. coli only: neither held-out set
+    train = GenomeWindowDataset(three_genome_store, 256, split="train", holdout_genomes=["lambda_NC_001416", "atrich"])
+    contigs = {w[0] for w in json.loads((tmp_path / "rank_0.json").read_text())["windows"]}
+    assert contigs <= set(train.sampler.contig_ids.tolist())
+
+    # each set's logged score is the exported model's score on that set's windows alone
+    model = load_pretrained(tmp_path / "final").eval()
+    tok = load_tokenizer(tmp_path / "final" / "tokenizer.json")
+    nuc = torch.as_tensor(tok.encode_codes(np.arange(4, dtype=np.uint8)))
+    train_seqs = [train.store.fetch(int(i)) for i in train.sampler.contig_ids]
+    markov = {r["split"].split(":")[-1]: float(r["bits_per_base"]) for r in rows if r["split"].startswith("markov_k")}
+    for name, genome in (("phage", "lambda_NC_001416"), ("atrich", "atrich")):
+        ev = GenomeWindowDataset(three_genome_store, 256, seed=1, split="valid", rc=False, samples_per_epoch=8,
+                                 holdout_genomes=[genome])
+        assert ev.sampler.genomes == [genome]
+        codes = ev.get_batch(list(range(len(ev))))["seq"].numpy()
+        with torch.no_grad():
+            bits, n = causal_bits(model, torch.as_tensor(tok.encode_codes(codes)), nuc)
+        assert final[f"valid:{name}"] == pytest.approx(bits / n, abs=2e-5)
+        mk, scores = best_markov(train_seqs, codes, orders=range(0, 5))
+        assert markov[name] == pytest.approx(scores[mk.k], abs=2e-5)
+    assert abs(markov["phage"] - markov["atrich"]) > 0.02  # two different sets, not one scored twice
+
+
+def test_eval_sets_must_be_held_out():
+    from bioseq.utils.recipe_config import RecipeConfigError, eval_sets
+
+    data = {"holdout_genomes": ["lambda"], "holdout_contigs": ["chrM"]}
+    assert eval_sets({"data": data, "eval": {}}) == {"valid": data}
+    assert eval_sets({"data": data, "eval": {"sets": {"phage": "lambda"}}}) == {
+        "valid:phage": {"holdout_genomes": ["lambda"], "holdout_contigs": []}}
+    with pytest.raises(RecipeConfigError, match="ecoli"):  # a genome training reads cannot be a held-out set
+        eval_sets({"data": data, "eval": {"sets": {"other": ["ecoli"]}}})
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "recipes" / "configs").glob("*/tiny_*lm.yaml")), ids=lambda c: f"{c.parent.name}/{c.stem}")
+def test_tiny_config_eval_sets_name_its_genomes(config):
+    from bioseq.data.store import default_genome_name
+    from bioseq.utils.recipe_config import eval_sets, load_recipe_config
+
+    cfg = load_recipe_config(config)
+    genomes = {default_genome_name(f) for f in cfg["data"]["fasta"]}
+    sets = eval_sets(cfg)
+    assert set(cfg["data"]["holdout_genomes"]) <= genomes
+    assert set().union(*(kw["holdout_genomes"] for kw in sets.values())) == set(cfg["data"]["holdout_genomes"])
+    assert genomes - set(cfg["data"]["holdout_genomes"]), "nothing left to train on"
