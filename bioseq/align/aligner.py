@@ -284,7 +284,8 @@ class Aligner:
 
         if p.mode in ("seed", "rescue"):
             lens = np.array([len(s) for s in seqs])
-            for j, cands in enumerate(self._seed_candidates(bounds, diags, lens, p.seed_clusters, p.max_align)):
+            first = self._seed_candidates(bounds, diags, lens, p.seed_clusters, p.max_align)
+            for j, cands in enumerate(first):
                 out[live[j]] = self._score(reads[live[j]], cands)
             # reads placed poorly or not at all (repeats, low complexity, divergent copies) get a
             # deeper seed round: more clusters per strand and the frequent minimizers back in
@@ -293,7 +294,10 @@ class Aligner:
                 b2, d2 = self.index.seeds.batch_diagonals([s for j in deep for s in reads[live[j]]], p.deep_max_occ)
                 l2 = np.array([len(s) for j in deep for s in reads[live[j]]])
                 for j, cands in zip(deep, self._seed_candidates(b2, d2, l2, p.deep_clusters, 2 * p.deep_clusters)):
-                    out[live[j]] = _merge(out[live[j]], self._score(reads[live[j]], cands))
+                    done = set(first[j])  # windows the first round already scored
+                    new = [c for c in cands if c not in done]
+                    if new:
+                        out[live[j]] = _merge(out[live[j]], self._score(reads[live[j]], new))
             # reads the seeds did not place well go through the embedding search
             todo = [] if p.mode == "seed" else [
                 j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.rescue_below * p.match * len(reads[i][0])]

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +182,7 @@ class Index:
     contigs: list[Contig]
     offsets: np.ndarray  # (n_contigs + 1,) global start of each contig, then the total length
     ef_search: int = 128  # HNSW search breadth
+    _faiss: object = field(default=None, init=False, repr=False)  # read on first use
 
     @property
     def fragment_len(self) -> int:
@@ -201,8 +202,6 @@ class Index:
             if self.manifest["faiss"].startswith("hnsw"):
                 self._faiss.hnsw.efSearch = self.ef_search
         return self._faiss
-
-    _faiss = None
 
     def contig_of(self, pos: int) -> int:
         return int(np.searchsorted(self.offsets, pos, "right") - 1)

@@ -57,15 +57,8 @@ def window_argmin(h: np.ndarray, w: int) -> np.ndarray:
 
 def minimizers(codes: np.ndarray, k: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, positions) of the (w, k) minimizers (leftmost minimum of each window of w k-mers)."""
-    h = kmer_hashes(codes, k)
-    if h.size == 0:
-        return h, np.empty(0, dtype=np.int64)
-    if h.size < w:
-        pos = np.array([int(np.argmin(h))])
-    else:
-        pos = np.unique(window_argmin(h, w))
-    keep = h[pos] != _INVALID
-    return h[pos[keep]], pos[keep].astype(np.int64)
+    _, h, pos = batch_minimizers([codes], k, w)
+    return h, pos
 
 
 def build_table(codes: np.ndarray, k: int, w: int, chunk: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:

@@ -238,7 +238,7 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
 
     from bioseq.align.index import _distributed
 
-    rank, world, state = _distributed()
+    rank, world, _ = _distributed()
     idx = aligner.index
     names = [c["name"] for c in idx.manifest["contigs"]]
     writer = SamWriter(out, header_lines(idx.manifest["contigs"], command_line, __version__)) if rank == 0 else None
