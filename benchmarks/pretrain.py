@@ -6,6 +6,11 @@ genomes in the same run.
     python benchmarks/pretrain.py                       # all recipes/configs/*/tiny_clm.yaml, as configured
     python benchmarks/pretrain.py --steps 300 --backbones hyena mamba transformer
 
+Every ``recipes/configs/<backbone>/tiny*_clm.yaml`` is a run (``tiny_deep_clm.yaml`` -> run
+``<backbone>_deep``). Each trained model's forward FLOPs per base are counted on held-out windows
+(``bioseq.eval.forward_flops_per_token``; an H-Net's on the chunks its trained router selects), so
+models can be compared at equal compute as well as at equal tokens.
+
 Writes ``benchmarks/results/pretrain.md`` (table) and ``pretrain_loss_curves.png``. Each run is
 a separate process of recipes/pretrain.py (the same code users run), with the same overrides.
 """
@@ -54,10 +59,26 @@ def in_window_composition_bits(windows) -> float:
     return float(-(np.log2(p[:, 1:]) * scored).sum() / scored.sum())
 
 
+def model_flops(final: Path, windows) -> tuple[float, float | None]:
+    """Forward FLOPs per base of the exported model on ``windows (N, L)`` of held-out sequence, and
+    (H-Net) the fraction of positions its trained router makes chunk boundaries."""
+    import torch
+
+    from bioseq.eval import forward_flops_per_token
+    from bioseq.models import load_pretrained
+    from bioseq.tokenization import load_tokenizer
+
+    model = load_pretrained(final).eval()
+    ids = torch.as_tensor(load_tokenizer(final / "tokenizer.json").encode_codes(windows))
+    flops = forward_flops_per_token(model, ids)
+    fraction = getattr(model.backbone, "boundary_fraction", None)
+    return flops, (float(fraction[0]) if fraction else None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, help="optimizer steps per backbone, same tokens for all (default: the configs' max_steps)")
-    ap.add_argument("--backbones", nargs="*", help="subset of recipes/configs/<backbone>/tiny_clm.yaml")
+    ap.add_argument("--backbones", nargs="*", help="subset of the runs, by name (hyena, transformer_deep, ...)")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_pretrain")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pretrain.md")
     ap.add_argument("--reuse", action="store_true", help="skip backbones whose run folder already holds a finished run")
@@ -70,9 +91,12 @@ def main() -> None:
     from bioseq.eval import MarkovModel, best_order
     from bioseq.utils.recipe_config import eval_sets, load_recipe_config
 
-    configs = sorted((ROOT / "recipes" / "configs").glob("*/tiny_clm.yaml"))
+    def run_name(cfg: Path) -> str:
+        return cfg.parent.name + cfg.stem.removeprefix("tiny").removesuffix("_clm")
+
+    configs = sorted((ROOT / "recipes" / "configs").glob("*/tiny*_clm.yaml"))
     if args.backbones:
-        configs = [c for c in configs if c.parent.name in args.backbones]
+        configs = [c for c in configs if run_name(c) in args.backbones]
     base = load_recipe_config(configs[0], args.overrides)
     d, e = base["data"], base["eval"]
     steps = args.steps or int(base["train"]["max_steps"])
@@ -83,8 +107,9 @@ def main() -> None:
     extra = [f"data.store={store}", *args.overrides]
 
     results = []
+    flop_windows = None  # the first held-out set's first windows, for counting FLOPs on real input
     for cfg in configs:
-        bb = cfg.parent.name
+        bb = run_name(cfg)
         out = args.runs / bb
         finished = out / "metrics.csv"
         if args.reuse and finished.exists() and any(r["split"] in sets and int(r["step"]) == steps
@@ -103,8 +128,16 @@ def main() -> None:
         train = [r for r in rows if r["split"] == "train"]
         tok_at = {int(r["step"]): int(r["tokens"]) for r in train}
         held = {s: [(tok_at.get(int(r["step"]), 0), float(r["bits_per_base"])) for r in rows if r["split"] == s] for s in sets}
+        if flop_windows is None:
+            kw = next(iter(sets.values()))
+            ev = GenomeWindowDataset(store, int(e.get("window", d["window"])), seed=int(base.get("seed", 0)) + 1, split="valid",
+                                     rc=False, samples_per_epoch=int(e["n_windows"]), **kw)
+            flop_windows = ev.get_batch(list(range(4)))["seq"].numpy()
+        flops, boundary = model_flops(out / "final", flop_windows)
+        model_cfg = load_recipe_config(cfg)["model"]
+        size = model_cfg["size"] + "".join(f" ({k}={v})" for k, v in (model_cfg.get("overrides") or {}).items())
         results.append({
-            "backbone": bb, "size": load_recipe_config(cfg)["model"]["size"],
+            "backbone": bb, "size": size, "flops": flops, "boundary": boundary,
             "bpb": {s: v[-1][1] for s, v in held.items()}, "held": held, "tokens": int(train[-1]["tokens"]),
             "tok_s": float(train[-1]["tokens_per_s"]), "train_s": float(train[-1]["elapsed_s"]),
             "load": info.get("load"), "threads": json.loads((out / "recipe_config.json").read_text())["train"].get("cpu_threads"),
@@ -141,23 +174,25 @@ def main() -> None:
         + "; ".join(f"`{label(s)}` = {', '.join(genomes[s])} ({n_windows[s]} windows)" for s in sets) + ". "
         f"Every backbone: {steps} optimizer steps, {results[0]['tokens']:,} training tokens, window {d['window']}, "
         "the same data order. Each held-out set is scored on the same windows for every model "
-        f"(A/C/G/T targets at positions 1..L-1). Load: the 1-minute load average at the start (and end) "
-        f"of each run, on {os.cpu_count()} cores.",
+        f"(A/C/G/T targets at positions 1..L-1). FLOPs: forward, per base, counted on 4 held-out windows of "
+        f"the first set (attention charged for the full L x L scores; FFTs not counted). Load: the 1-minute "
+        f"load average at the start (and end) of each run, on {os.cpu_count()} cores.",
         "",
-        "| model | " + " | ".join(f"{label(s)}: bits/base | vs best Markov" for s in sets) + " | tokens/s (CPU threads) | train time (s) | load |",
-        "|---|" + "---:|---:|" * len(sets) + "---:|---:|---:|",
+        "| model | " + " | ".join(f"{label(s)}: bits/base | vs best Markov" for s in sets) + " | forward MFLOPs/base | tokens/s (CPU threads) | train time (s) | load |",
+        "|---|" + "---:|---:|" * len(sets) + "---:|---:|---:|---:|",
     ]
     first = next(iter(sets))
     for r in sorted(results, key=lambda r: r["bpb"][first]):
         cells = " | ".join(f"{r['bpb'][s]:.4f} | {r['bpb'][s] - ref[s][1]:+.4f}" for s in sets)
         load = " / ".join(f"{v:.1f}" for v in r["load"]) if r["load"] else "n/a"
-        lines.append(f"| {r['size']} | {cells} | {r['tok_s']:,.0f} ({r['threads'] or 'all'}) | {r['train_s']:.0f} | {load} |")
+        fl = f"{r['flops'] / 1e6:.2f}" + (f" (boundaries {r['boundary']:.2f})" if r["boundary"] is not None else "")
+        lines.append(f"| {r['size']} | {cells} | {fl} | {r['tok_s']:,.0f} ({r['threads'] or 'all'}) | {r['train_s']:.0f} | {load} |")
     for k in sorted({0, 2, 4, 6, 8, 10, *(ref[s][0] for s in sets)} & set(scores[first])):
         best_in = [label(s) for s in sets if ref[s][0] == k]
         cells = " | ".join(f"{scores[s][k]:.4f} | {scores[s][k] - ref[s][1]:+.4f}" for s in sets)
-        lines.append(f"| order-{k} Markov{' (best: ' + ', '.join(best_in) + ')' if best_in else ''} | {cells} | | | |")
+        lines.append(f"| order-{k} Markov{' (best: ' + ', '.join(best_in) + ')' if best_in else ''} | {cells} | | | | |")
     cells = " | ".join(f"{adaptive[s]:.4f} | {adaptive[s] - ref[s][1]:+.4f}" for s in sets)
-    lines += [f"| in-window base composition (adaptive order-0) | {cells} | | | |", ""]
+    lines += [f"| in-window base composition (adaptive order-0) | {cells} | | | | |", ""]
     for s in sets:
         beat = [r["size"] for r in results if r["bpb"][s] < ref[s][1]]
         lines.append(f"- `{label(s)}`: best Markov order k={ref[s][0]} ({ref[s][1]:.4f}); backbones below it: "
