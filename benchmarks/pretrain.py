@@ -106,8 +106,17 @@ def main() -> None:
         build_store([ROOT / f for f in d["fasta"]], store, progress=True)
     extra = [f"data.store={store}", *args.overrides]
 
+    # Each held-out set's evaluation windows, exactly as the recipe draws them: scored by the Markov
+    # chains below, and the first set's first windows are the real input FLOPs are counted on.
+    seed = int(base.get("seed", 0))
+    held_windows, genomes = {}, {}
+    for s, kw in sets.items():
+        ev = GenomeWindowDataset(store, int(e.get("window", d["window"])), seed=seed + 1, split="valid", rc=False,
+                                 samples_per_epoch=int(e["n_windows"]), **kw)
+        held_windows[s], genomes[s] = ev.get_batch(list(range(len(ev))))["seq"].numpy(), ev.sampler.genomes
+    flop_windows = next(iter(held_windows.values()))[:4]
+
     results = []
-    flop_windows = None  # the first held-out set's first windows, for counting FLOPs on real input
     for cfg in configs:
         bb = run_name(cfg)
         out = args.runs / bb
@@ -128,11 +137,6 @@ def main() -> None:
         train = [r for r in rows if r["split"] == "train"]
         tok_at = {int(r["step"]): int(r["tokens"]) for r in train}
         held = {s: [(tok_at.get(int(r["step"]), 0), float(r["bits_per_base"])) for r in rows if r["split"] == s] for s in sets}
-        if flop_windows is None:
-            kw = next(iter(sets.values()))
-            ev = GenomeWindowDataset(store, int(e.get("window", d["window"])), seed=int(base.get("seed", 0)) + 1, split="valid",
-                                     rc=False, samples_per_epoch=int(e["n_windows"]), **kw)
-            flop_windows = ev.get_batch(list(range(4)))["seq"].numpy()
         flops, boundary = model_flops(out / "final", flop_windows)
         model_cfg = load_recipe_config(cfg)["model"]
         size = model_cfg["size"] + "".join(f" ({k}={v})" for k, v in (model_cfg.get("overrides") or {}).items())
@@ -149,17 +153,13 @@ def main() -> None:
     # The Markov reference, in the same run, on exactly the recipe's evaluation windows: one chain
     # fitted on the training genomes, its best order chosen on each held-out set.
     split_kw = dict(holdout_genomes=d.get("holdout_genomes") or [], holdout_contigs=d.get("holdout_contigs") or [])
-    seed = int(base.get("seed", 0))
     tr = GenomeWindowDataset(store, int(d["window"]), seed=seed, split="train", **split_kw)
     t0 = time.time()
     chain = MarkovModel(int(e.get("markov_max_order", 10))).fit([tr.store.fetch(int(i)) for i in tr.sampler.contig_ids])
-    ref, scores, genomes, n_windows, adaptive = {}, {}, {}, {}, {}
-    for s, kw in sets.items():
-        ev = GenomeWindowDataset(store, int(e.get("window", d["window"])), seed=seed + 1, split="valid", rc=False,
-                                 samples_per_epoch=int(e["n_windows"]), **kw)
-        windows = ev.get_batch(list(range(len(ev))))["seq"].numpy()
+    ref, scores, n_windows, adaptive = {}, {}, {}, {}
+    for s, windows in held_windows.items():
         best, scores[s] = best_order(chain, windows)
-        ref[s], genomes[s], n_windows[s] = (best.k, scores[s][best.k]), ev.sampler.genomes, len(windows)
+        ref[s], n_windows[s] = (best.k, scores[s][best.k]), len(windows)
         adaptive[s] = in_window_composition_bits(windows)
         print(f"== Markov on {s}: best k={best.k} {ref[s][1]:.4f} bits/base")
     print(f"   ({time.time() - t0:.0f}s)")

@@ -3,8 +3,9 @@
 Counts come from ``torch.utils.flop_counter`` (matrix products and convolutions; 2 FLOPs per
 multiply-add) with attention forced onto the math backend, whose score and value products are
 plain matrix products and so are counted: a causal layer is charged for the full ``L x L`` score
-matrix, as dense kernels compute it. FFTs (Hyena's long convolutions) and elementwise work are not
-counted; both are small next to the projections at the widths used here.
+matrix, as dense kernels compute it. FFTs (Hyena's long convolutions) and elementwise work (Mamba's
+selective scan, the xLSTM cell's recurrence) are not counted, so for those models the figure is the
+work of their projections only; compare them by measured tokens/s as well.
 
 The count depends on the input for models whose work depends on the data: an H-Net's main
 network runs on the chunks its router selects, so count it on held-out sequence, trained.
