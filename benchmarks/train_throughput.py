@@ -166,7 +166,7 @@ def report(res: dict) -> str:
     for r in res["throughput"]:
         f32 = r.get("fp32", {}).get("tokens_per_s")
 
-        def cell(mode):
+        def cell(mode, r=r, f32=f32):
             v = r.get(mode, {})
             if "tokens_per_s" not in v:
                 return ("failed" if "error" in v else "-"), "-"
