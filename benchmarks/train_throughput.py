@@ -40,7 +40,7 @@ DEFAULT_SIZES = ["transformer-tiny", "hyena-tiny", "mamba-tiny", "mamba2-tiny", 
 MODES = ["fp32", "bf16", "bf16+compile"]
 
 
-def measure(size: str, modes: list[str], batch: int, length: int, steps: int, rounds: int) -> dict:
+def measure(size: str, modes: list[str], batch: int, length: int, steps: int, rounds: int, device: str = "cpu") -> dict:
     """Seconds per training step of ``size`` in each mode (fastest timed step), plus compile time."""
     import torch
 
@@ -48,9 +48,9 @@ def measure(size: str, modes: list[str], batch: int, length: int, steps: int, ro
 
     torch.manual_seed(0)
     cfg = load_config(size)
-    model = (MaskedLM if getattr(cfg, "bidirectional", False) else CausalLM)(build_backbone(cfg))
+    model = (MaskedLM if getattr(cfg, "bidirectional", False) else CausalLM)(build_backbone(cfg)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ids = torch.randint(7, 11, (batch, length))  # A, C, G, T ids of the character tokenizer
+    ids = torch.randint(7, 11, (batch, length), device=device)  # A, C, G, T ids of the character tokenizer
     runners, res = {}, {"size": size, "params_M": model.backbone.num_parameters() / 1e6}
     for mode in modes:
         fwd = model
@@ -64,11 +64,13 @@ def measure(size: str, modes: list[str], batch: int, length: int, steps: int, ro
 
     def step(fwd, bf16: bool) -> float:
         t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             loss = fwd(ids, labels=ids).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - t
 
     times: dict[str, list[float]] = {m: [] for m in runners}
@@ -113,6 +115,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2, help="timed steps per mode per round")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--no-throughput", action="store_true")
     ap.add_argument("--no-quality", action="store_true")
     ap.add_argument("--quality-backbones", nargs="*", default=["transformer", "hyena", "mamba"])
@@ -127,15 +130,18 @@ def main() -> None:
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     prev = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(".json").exists() else {}
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                          f"{torch.get_num_threads()} torch threads, native bf16: {cpu_has_native_bf16()}, torch {torch.__version__}",
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
+               f"threads, native bf16: {cpu_has_native_bf16()}, torch {torch.__version__}")
+    if args.device == "cuda":
+        machine = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    results = {"machine": machine,
                "batch": args.batch, "length": args.length,
                "throughput": prev.get("throughput", []) if args.no_throughput else [],
                "quality": prev.get("quality", []) if args.no_quality else []}
     if not args.no_throughput:
         for size in args.sizes:
             load = os.getloadavg()[0]
-            r = measure(size, args.modes, args.batch, args.length, args.steps, args.rounds)
+            r = measure(size, args.modes, args.batch, args.length, args.steps, args.rounds, args.device)
             r["load"] = [load, os.getloadavg()[0]]
             results["throughput"].append(r)
             cells = ", ".join(f"{m} {r[m]['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in r.get(m, {}) else f"{m} failed"
