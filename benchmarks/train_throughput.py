@@ -9,7 +9,8 @@ Part 1 (throughput). One process, one training step = forward + backward + AdamW
 batch of DNA tokens, for every size and mode. Modes are measured round-robin (fp32, bf16,
 bf16+compile, fp32, ...) so that load from other processes hits all of them alike, and each
 mode's figure is the fastest of its timed steps (the least disturbed). Ratios are against fp32
-measured in the same run. ``torch.compile`` (inductor) time is reported apart from the steps.
+measured in the same run, in wall time and in process CPU time (all threads; the work done,
+steadier than wall time when other processes share the cores). ``torch.compile`` (inductor) time is reported apart from the steps.
 
 Part 2 (quality). ``recipes/pretrain.py`` on each ``tiny`` CLM config of the listed backbones,
 once with ``train.mixed_precision=no`` and once with ``bf16``, same data, seed and steps: held-out
@@ -62,8 +63,8 @@ def measure(size: str, modes: list[str], batch: int, length: int, steps: int, ro
                 continue
         runners[mode] = (fwd, mode != "fp32")
 
-    def step(fwd, bf16: bool) -> float:
-        t = time.perf_counter()
+    def step(fwd, bf16: bool) -> tuple[float, float]:
+        t, c = time.perf_counter(), time.process_time()
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             loss = fwd(ids, labels=ids).loss
         loss.backward()
@@ -71,12 +72,12 @@ def measure(size: str, modes: list[str], batch: int, length: int, steps: int, ro
         opt.zero_grad(set_to_none=True)
         if device == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - c
 
-    times: dict[str, list[float]] = {m: [] for m in runners}
+    times: dict[str, list[tuple[float, float]]] = {m: [] for m in runners}
     for mode, (fwd, bf16) in list(runners.items()):  # warm-up (and compilation) outside the timing
         try:
-            first = step(fwd, bf16)
+            first = step(fwd, bf16)[0]
             if mode.endswith("compile"):
                 res.setdefault("compile_s", first)
         except Exception as e:  # noqa: BLE001 - e.g. inductor without a C++ compiler
@@ -86,8 +87,12 @@ def measure(size: str, modes: list[str], batch: int, length: int, steps: int, ro
         for mode, (fwd, bf16) in runners.items():
             times[mode] += [step(fwd, bf16) for _ in range(steps)]
     for mode, ts in times.items():
-        best = min(ts)
-        res[mode] = {"s_per_step": best, "median_s": statistics.median(ts), "tokens_per_s": batch * length / best}
+        best = min(w for w, _ in ts)
+        # process CPU seconds (all threads) per step: the work done, steadier than wall time when
+        # other processes share the cores
+        cpu = min(c for _, c in ts)
+        res[mode] = {"s_per_step": best, "median_s": statistics.median(w for w, _ in ts), "cpu_s_per_step": cpu,
+                     "tokens_per_s": batch * length / best, "tokens_per_cpu_s": batch * length / cpu}
     return res
 
 
@@ -167,22 +172,26 @@ def report(res: dict) -> str:
              f"Machine: {res['machine']}. Step = forward + backward + AdamW on {res['batch']} x {res['length']} "
              "DNA tokens; each figure is the fastest of the timed steps, modes measured round-robin in one process "
              "(`python benchmarks/train_throughput.py`). Load = 1-minute load average before / after the size.", "",
-             "| size | params (M) | fp32 tok/s | bf16 tok/s | bf16 / fp32 | bf16+compile tok/s | compiled / fp32 | compile (s) | load |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| size | params (M) | fp32 tok/s | bf16 tok/s | bf16 / fp32 | bf16 / fp32 (CPU time) | bf16+compile tok/s | "
+             "compiled / fp32 | compiled / fp32 (CPU time) | compile (s) | load |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in res["throughput"]:
         f32 = r.get("fp32", {}).get("tokens_per_s")
 
-        def cell(mode, r=r, f32=f32):
+        c32 = r.get("fp32", {}).get("tokens_per_cpu_s")
+
+        def cell(mode, r=r, f32=f32, c32=c32):
             v = r.get(mode, {})
             if "tokens_per_s" not in v:
-                return ("failed" if "error" in v else "-"), "-"
-            return f"{v['tokens_per_s']:,.0f}", (f"{v['tokens_per_s'] / f32:.2f}x" if f32 else "-")
+                return ("failed" if "error" in v else "-"), "-", "-"
+            cpu = f"{v['tokens_per_cpu_s'] / c32:.2f}x" if c32 and "tokens_per_cpu_s" in v else "-"
+            return f"{v['tokens_per_s']:,.0f}", (f"{v['tokens_per_s'] / f32:.2f}x" if f32 else "-"), cpu
 
-        (b, br), (c, cr) = cell("bf16"), cell("bf16+compile")
+        (b, br, bc), (c, cr, cc) = cell("bf16"), cell("bf16+compile")
         comp = f"{r['compile_s']:.0f}" if "compile_s" in r else "-"
         load = " / ".join(f"{x:.1f}" for x in r.get("load", []))
-        lines.append(f"| {r['size']} | {r['params_M']:.2f} | {f32:,.0f} | {b} | {br} | {c} | {cr} | {comp} | {load} |"
-                     if f32 else f"| {r['size']} | {r['params_M']:.2f} | failed | {b} | - | {c} | - | {comp} | {load} |")
+        f32s = f"{f32:,.0f}" if f32 else "failed"
+        lines.append(f"| {r['size']} | {r['params_M']:.2f} | {f32s} | {b} | {br} | {bc} | {c} | {cr} | {cc} | {comp} | {load} |")
     errors = [(r["size"], m, r[m]["error"]) for r in res["throughput"] for m in MODES if "error" in r.get(m, {})]
     if errors:
         lines += ["", "Failures: " + "; ".join(f"{s} {m}: `{e}`" for s, m, e in errors)]
