@@ -96,12 +96,14 @@ def measure(size: str, modes: list[str], batch: int, length: int, steps: int, ro
     return res
 
 
-def quality_run(backbone: str, precision: str, steps: int, runs: Path, extra: list[str]) -> dict:
+def quality_run(backbone: str, precision: str, steps: int, runs: Path, extra: list[str], reuse: bool = False) -> dict:
     from pretrain import run_config  # benchmarks/pretrain.py: the recipe in a subprocess
 
     cfg = ROOT / "recipes" / "configs" / backbone / "tiny_clm.yaml"
     out = runs / f"{backbone}_{precision}"
-    wall = run_config(cfg, out, steps, [f"train.mixed_precision={precision}", *extra])
+    done = (out / "final" / "model.safetensors").exists() and any(
+        r["split"] == "train" and int(r["step"]) == steps for r in csv.DictReader(open(out / "metrics.csv")))
+    wall = float("nan") if reuse and done else run_config(cfg, out, steps, [f"train.mixed_precision={precision}", *extra])
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     rows = rows[max(i for i, r in enumerate(rows) if r["split"] == "train" and int(r["step"]) == 1):]
     train = [r for r in rows if r["split"] == "train"]
@@ -125,6 +127,7 @@ def main() -> None:
     ap.add_argument("--no-quality", action="store_true")
     ap.add_argument("--quality-backbones", nargs="*", default=["transformer", "hyena", "mamba"])
     ap.add_argument("--quality-steps", type=int, default=200)
+    ap.add_argument("--reuse", action="store_true", help="quality: reuse finished runs in --runs instead of rerunning")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_train_throughput")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_throughput.md")
     args = ap.parse_args()
@@ -157,7 +160,7 @@ def main() -> None:
         store = str(args.runs / "bacteria.zarr")
         for bb in args.quality_backbones:
             for precision in ("no", "bf16"):
-                r = quality_run(bb, precision, args.quality_steps, args.runs, [f"data.store={store}"])
+                r = quality_run(bb, precision, args.quality_steps, args.runs, [f"data.store={store}"], args.reuse)
                 results["quality"].append(r)
                 print(f"{bb} {precision}: " + ", ".join(f"{k} {v:.4f}" for k, v in r["held"].items())
                       + f" bits/base, {r['tokens_per_s']:,.0f} tok/s, data {r['data_frac']:.1%}", flush=True)
