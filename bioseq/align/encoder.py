@@ -68,11 +68,18 @@ class Encoder:
         if self._model is None:
             import torch
 
+            from bioseq.io.errors import FileFormatError, UserError, load_errors
             from bioseq.models import Embedder
 
             if self.threads:
                 torch.set_num_threads(self.threads)
-            self._model = Embedder.from_pretrained(self.path).eval()
+            try:
+                self._model = Embedder.from_pretrained(self.path).eval()
+            except UserError:
+                raise
+            except load_errors() as e:
+                raise FileFormatError(f"{self.path}: cannot load the encoder checkpoint "
+                                      f"({type(e).__name__}: {e})") from e
         return self._model
 
     @property

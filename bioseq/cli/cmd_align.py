@@ -17,15 +17,15 @@ def command(
     reads: str = typer.Argument(..., help="Reads (FASTQ or FASTA, plain/gzip/xz; '-' for stdin)."),
     reads2: str = typer.Argument(None, help="Mate reads for paired-end input."),
     out: str = typer.Option(None, "-o", "--out", help="Output .sam or .bam (default: SAM on stdout)."),
-    threads: int = typer.Option(1, "-t", "--threads", help="Worker processes (and torch threads for the embedding)."),
-    top_k: int = typer.Option(16, "-k", "--top-k", help="Fragments retrieved per read strand and window."),
+    threads: int = typer.Option(1, "-t", "--threads", min=1, help="Worker processes (and torch threads for the embedding)."),
+    top_k: int = typer.Option(16, "-k", "--top-k", min=1, max=2048, help="Fragments retrieved per read strand and window."),
     mode: str = typer.Option("rescue", "--mode", help="Candidates: rescue (seeds, embedding search for reads they miss) | seed | hybrid | emb+vote | emb (see docs/align.md)."),
-    max_align: int = typer.Option(10, "--max-align", help="Candidates realigned per read."),
-    min_score: int = typer.Option(30, "-T", "--min-score", help="Minimum alignment score to report a hit."),
-    min_len: int = typer.Option(30, "--min-len", help="Reads shorter than this are reported unmapped."),
-    max_insert: int = typer.Option(1000, "--max-insert", help="Largest insert size of a proper pair."),
-    secondary: int = typer.Option(0, "--secondary", help="Secondary alignments to report per read."),
-    batch_size: int = typer.Option(2048, "--batch-size", help="Reads per batch (affects speed, never output)."),
+    max_align: int = typer.Option(10, "--max-align", min=1, help="Candidates realigned per read."),
+    min_score: int = typer.Option(30, "-T", "--min-score", min=0, help="Minimum alignment score to report a hit."),
+    min_len: int = typer.Option(30, "--min-len", min=0, help="Reads shorter than this are reported unmapped."),
+    max_insert: int = typer.Option(1000, "--max-insert", min=1, help="Largest insert size of a proper pair."),
+    secondary: int = typer.Option(0, "--secondary", min=0, help="Secondary alignments to report per read."),
+    batch_size: int = typer.Option(2048, "--batch-size", min=1, help="Reads per batch (affects speed, never output)."),
     encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint (default: the bundled one)."),
 ) -> None:
     """Seed both strands of every read against the index, embed and search the top-K fragments for
@@ -39,6 +39,7 @@ def command(
     if reads == "-" and reads2 == "-":
         typer.echo("bioseq align: error: only one of the read inputs can be stdin", err=True)
         raise typer.Exit(1)
+    _check_paths(index, [reads, reads2], out, encoder)
     try:
         params = AlignParams(top_k=top_k, mode=mode, max_align=max_align, min_score=min_score, min_len=min_len,
                              max_insert=max_insert, secondary=secondary)
@@ -59,3 +60,26 @@ def command(
         typer.echo(f"bioseq align: warning: {sum(stats.problems.values())} reads not aligned ({summary})", err=True)
     emb = f"; {stats.embedded} searched by embedding, {stats.rescued} placed by it" if stats.embedded else ""
     typer.echo(f"bioseq align: {stats.reads} reads, {stats.mapped} mapped{emb}", err=True)
+
+
+def _check_paths(index: Path, reads: list[str | None], out: str | None, encoder: Path | None) -> None:
+    """Everything that can be checked before any output exists: inputs readable, output safe."""
+    from bioseq.io.atomic import check_output
+    from bioseq.io.errors import OutputPathError, SequenceFormatError
+
+    for r in reads:
+        if r is None or r == "-":
+            continue
+        p = Path(r)
+        if not p.exists():
+            raise FileNotFoundError(f"{r}: no such file")
+        if p.is_dir():
+            raise SequenceFormatError(r, "is a directory, not a reads file")
+        if not os.access(p, os.R_OK):
+            raise SequenceFormatError(r, "permission denied")
+    if out is not None and out != "-":
+        suffix = Path(out).suffix.lower()
+        if suffix == ".cram":
+            raise OutputPathError(f"{out}: CRAM output is not supported; write .bam (or .sam) and convert "
+                                  "with `samtools view -C -T ref.fa`")
+        check_output(out, [index, encoder, *reads])
