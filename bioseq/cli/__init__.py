@@ -20,13 +20,24 @@ import logging
 import os
 import pkgutil
 
-import click
 import typer
 from typer.core import TyperGroup
+
+try:  # typer vendors click from 0.2x on; older versions use click itself
+    from typer._click.exceptions import ClickException as _ClickError
+except ImportError:  # pragma: no cover - depends on the typer version
+    from click import ClickException as _ClickError
 
 from bioseq import __version__
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+_DEBUG = False  # set by --debug
+
+
+def debug_enabled() -> bool:
+    """True under ``--debug`` or ``BIOSEQ_DEBUG=1``: commands that report errors themselves
+    re-raise them instead, so the traceback shows."""
+    return _DEBUG or os.environ.get("BIOSEQ_DEBUG", "") not in ("", "0")
 
 
 def _one_line(text: str) -> str:
@@ -36,19 +47,19 @@ def _one_line(text: str) -> str:
 class _Group(TyperGroup):
     """The root command group: turns exceptions escaping any subcommand into one-line errors."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         from bioseq.io.errors import UserError
 
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.Abort, typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as e:  # noqa: BLE001 - every exception ends here, reported in one line
-            if ctx.params.get("debug") or os.environ.get("BIOSEQ_DEBUG", "") not in ("", "0"):
+            if ctx.params.get("debug") or debug_enabled():
                 raise
             where = f"bioseq {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "bioseq"
-            if isinstance(e, click.UsageError):
-                msg, code = e.format_message(), EXIT_USAGE
+            if isinstance(e, _ClickError):  # a bad option or argument value
+                msg, code = e.format_message(), getattr(e, "exit_code", EXIT_USAGE)
             elif isinstance(e, UserError):
                 msg, code = str(e), EXIT_ERROR
             elif isinstance(e, OSError):
@@ -87,6 +98,8 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error (or set BIOSEQ_DEBUG=1)."),
 ) -> None:
+    global _DEBUG
+    _DEBUG = debug
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

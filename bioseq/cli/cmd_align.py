@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from bioseq.cli import debug_enabled
+
 HELP = "Align reads (FASTQ/FASTA, gzip or stdin '-') to a `bioseq index`; SAM to stdout or -o out.sam/out.bam."
 
 
@@ -49,6 +51,8 @@ def command(
         stats = align_files(Aligner(idx, enc, params), [reads] + ([reads2] if reads2 else []), out, threads,
                             batch_size, command_line=cl.replace("\t", " "))
     except (InputError, ValueError, FileNotFoundError) as e:
+        if debug_enabled():
+            raise
         typer.echo(f"bioseq align: error: {e}", err=True)
         raise typer.Exit(1) from None
     if int(os.environ.get("RANK", "0")) != 0:

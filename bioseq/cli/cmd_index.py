@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from bioseq.cli import debug_enabled
+
 HELP = "Build a neural alignment index (.esa) of a reference FASTA."
 
 
@@ -44,6 +46,8 @@ def command(
         params = IndexParams(fragment_len=fragment_len, stride=stride, k=k, w=w, hnsw_above=hnsw_above)
         m = build_index(reference, out, enc, params, block=block)
     except (InputError, ValueError, FileNotFoundError) as e:
+        if debug_enabled():
+            raise
         typer.echo(f"bioseq index: error: {e}", err=True)
         raise typer.Exit(1) from None
     if not m:  # a non-main process of a distributed build

@@ -10,11 +10,15 @@ from pathlib import Path
 
 import typer
 
+from bioseq.cli import debug_enabled
+
 HELP = "Encode sequences, train DNA BPE tokenizers, inspect tokenizer definitions."
 app = typer.Typer(no_args_is_help=True, help=HELP)
 
 
 def _fail(e: BaseException) -> typer.Exit:
+    if debug_enabled():
+        raise e
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     typer.secho(f"error: {msg}", fg="red", err=True)
     return typer.Exit(1)

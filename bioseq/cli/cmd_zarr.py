@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from bioseq.cli import debug_enabled
+
 HELP = "Build and inspect chunked Zarr v3 genome stores."
 app = typer.Typer(no_args_is_help=True, help=HELP)
 LEVELS = {"blosc-zstd": (0, 9), "zstd": (1, 22)}  # valid --level per --compression
@@ -45,6 +47,8 @@ def build(
             compression=compression, level=level, progress=True,
         )
     except (SequenceFormatError, FileNotFoundError, FileExistsError, ValueError) as e:
+        if debug_enabled():
+            raise
         typer.secho(f"error: {e}", fg="red", err=True)
         raise typer.Exit(1) from None
     store = GenomeStore.open(out)
@@ -68,6 +72,8 @@ def info(
     try:
         gs = GenomeStore.open(store)
     except (StoreFormatError, FileNotFoundError) as e:
+        if debug_enabled():
+            raise
         typer.secho(f"error: {e}", fg="red", err=True)
         raise typer.Exit(1) from None
     if json_out:

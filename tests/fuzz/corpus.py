@@ -245,10 +245,14 @@ def compression_fault(rng: random.Random, family: str, text: bytes) -> tuple[byt
         z = gzip.compress(text, mtime=0)
         return z[: rng.randint(10, len(z) - 1)], whole
     if family == "gzip-flipped":
-        z = bytearray(gzip.compress(text, mtime=0))
-        i = rng.randrange(10, len(z) - 8)
-        z[i] ^= 1 << rng.randrange(8)
-        return bytes(z), whole
+        good = gzip.compress(text, mtime=0)
+        while True:  # a flip in the final block's padding bits changes nothing: flip again
+            z = bytearray(good)
+            z[rng.randrange(10, len(z) - 8)] ^= 1 << rng.randrange(8)
+            try:
+                gzip.decompress(bytes(z))
+            except (OSError, EOFError, zlib.error):
+                return bytes(z), whole
     if family == "xz-truncated":
         z = lzma.compress(text)
         return z[: rng.randint(6, len(z) - 1)], whole

@@ -20,7 +20,10 @@ Outcome of one (case, command):
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,11 +124,22 @@ def make_env(root: Path, invoke) -> Env:
 
 def cli_invoker():
     """A function ``args -> (exit code, stderr, escaped exception or None)`` running in-process."""
+    import typer.testing
     from typer.testing import CliRunner
 
     from bioseq.cli import app
 
     runner = CliRunner()
+    # building the click command from the typer app costs more than a failing command: build once
+    build = getattr(typer.testing, "_get_command", None)
+    if build is not None and not getattr(build, "cached", False):
+        built = build(app)
+
+        def cached(a, _build=build):
+            return built if a is app else _build(a)
+
+        cached.cached = True
+        typer.testing._get_command = cached
 
     def invoke(args: list[str]):
         r = runner.invoke(app, args)
@@ -245,3 +259,13 @@ def run_all(cases: list[Case], env: Env, invoke, work: Path, readers: bool = Tru
         if readers:
             outcome, detail = check_reader(case, work)
             yield case, "readers", outcome, detail
+
+
+def run_bioseq(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 120):
+    """Run ``python -m bioseq ARGS`` in a real subprocess (exit code and stderr as a user sees them)."""
+    root = Path(__file__).resolve().parents[2]
+    e = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    e.pop("BIOSEQ_DEBUG", None)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "bioseq", *args], capture_output=True, text=True,
+                          env=e, cwd=cwd, timeout=timeout)
