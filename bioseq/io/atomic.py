@@ -165,10 +165,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 # ---------------------------------------------------------------- signals
 
-def _cleanup_live() -> None:
-    for p in list(_LIVE):
-        _rm(p)
-        _LIVE.discard(p)
+def _cleanup_live(settle: float = 0.05, limit: float = 2.0) -> None:
+    """Remove every live temporary. Writer threads (zarr's I/O pool) may still be creating files
+    in one while the handler runs, so removal repeats until the temporaries stay gone for
+    ``settle`` seconds (at most ``limit`` seconds in all)."""
+    import time
+
+    paths = list(_LIVE)
+    deadline = time.monotonic() + limit
+    while True:
+        for p in paths:
+            _rm(p)
+        time.sleep(settle)
+        if not any(p.exists() for p in paths) or time.monotonic() > deadline:
+            break
+    _LIVE.clear()
 
 
 def _on_signal(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
