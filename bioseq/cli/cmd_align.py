@@ -46,7 +46,7 @@ def command(
         params = AlignParams(top_k=top_k, mode=mode, max_align=max_align, min_score=min_score, min_len=min_len,
                              max_insert=max_insert, secondary=secondary)
         enc = load_encoder(encoder, threads=threads)
-        idx = load_index(index, enc)
+        idx = _open_index(load_index, index, enc)
         cl = "bioseq align " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a != "align") if sys.argv else "bioseq align"
         stats = align_files(Aligner(idx, enc, params), [reads] + ([reads2] if reads2 else []), out, threads,
                             batch_size, command_line=cl.replace("\t", " "))
@@ -87,3 +87,16 @@ def _check_paths(index: Path, reads: list[str | None], out: str | None, encoder:
             raise OutputPathError(f"{out}: CRAM output is not supported; write .bam (or .sam) and convert "
                                   "with `samtools view -C -T ref.fa`")
         check_output(out, [index, encoder, *reads])
+
+
+def _open_index(load_index, index: Path, enc):
+    """load_index, with a damaged manifest reported as one error naming the file."""
+    import json
+
+    from bioseq.io.errors import FileFormatError
+
+    try:
+        return load_index(index, enc)
+    except (KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FileFormatError(f"{index / 'manifest.json'}: damaged or incomplete index manifest "
+                              f"({type(e).__name__}: {e}); rebuild the index with `bioseq index`") from None

@@ -269,3 +269,76 @@ def run_bioseq(*args: str, env: dict | None = None, cwd: Path | None = None, tim
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "bioseq", *args], capture_output=True, text=True,
                           env=e, cwd=cwd, timeout=timeout)
+
+
+# ---------------------------------------------------------------- output-path hazards
+
+def hazards(env: Env, work: Path) -> list[tuple[str, list[str], list[Path], Path | None]]:
+    """(name, CLI args, paths that must survive unchanged, final output that must not appear)."""
+    work.mkdir(parents=True, exist_ok=True)
+    enc = ["--encoder", str(env.encoder)]
+    fa = work / "in.fa"
+    shutil.copy(env.reference, fa)
+    fq = work / "r.fq"
+    fq.write_bytes(fastq_text([("q1", "ACGTACGTACGTACGTACGTACGTACGTACGTAC", "I" * 34)]))
+    home = work / "home"
+    home.mkdir()
+    (home / "t").write_text("x")
+    idx = work / "copy.esa"
+    shutil.copytree(env.index, idx)
+    link = work / "link.fa"
+    link.symlink_to(fa)
+    hard = work / "hard.fq"
+    os.link(fq, hard)
+    adir = work / "adir"
+    adir.mkdir()
+    js = work / "genome.json"
+    shutil.copy(env.reference, js)
+    holder = work / "holder"
+    holder.mkdir()
+    shutil.copy(env.reference, holder / "ref.fa")
+    return [
+        ("index -o <folder with files>", ["index", str(fa), "-o", str(home), *enc], [home], None),
+        ("index -o <the reference>", ["index", str(fa), "-o", str(fa), *enc], [fa], None),
+        ("index -o <index>/manifest.json", ["index", str(fa), "-o", str(idx / "manifest.json"), *enc], [idx], None),
+        ("index -o <symlink to the reference>", ["index", str(fa), "-o", str(link), *enc], [fa], None),
+        ("index -o <folder holding the reference>", ["index", str(holder / "ref.fa"), "-o", str(holder), *enc],
+         [holder], None),
+        ("align -o <the reads>", ["align", str(env.index), str(fq), "-o", str(fq), *enc], [fq], None),
+        ("align -o <hard link to the reads>", ["align", str(env.index), str(fq), "-o", str(hard), *enc], [fq], None),
+        ("align -o <existing folder>", ["align", str(env.index), str(fq), "-o", str(adir), *enc], [adir], None),
+        ("align -o x.cram", ["align", str(env.index), str(fq), "-o", str(work / "x.cram"), *enc], [],
+         work / "x.cram"),
+        ("align <missing reads> -o out.sam", ["align", str(env.index), str(work / "nope.fq"), "-o",
+                                              str(work / "out.sam"), *enc], [], work / "out.sam"),
+        ("tokenize encode x.fa -o x.fa", ["tokenize", "encode", str(fa), "-o", str(fa)], [fa], None),
+        ("tokenize train-bpe g.json -o g.json", ["tokenize", "train-bpe", str(js), "-o", str(js), "--vocab-size",
+                                                 "40"], [js], None),
+        ("zarr build x.fa -o x.fa", ["zarr", "build", str(fa), "-o", str(fa)], [fa], None),
+        ("zarr build -o <inside an index>", ["zarr", "build", str(fa), "-o", str(idx / "s.zarr")], [idx], None),
+    ]
+
+
+def run_hazards(env: Env, invoke, work: Path) -> list[tuple[str, str, str]]:
+    """Run every hazard -> (name, outcome, stderr tail); outcome as for fuzz cases."""
+    results = []
+    base = work / "hazards"
+    for k in range(len(hazards(env, base / "probe"))):
+        folder = base / f"h{k}"
+        name, args, keep, absent = hazards(env, folder)[k]
+        before = {str(p): tree_digest(p) for p in keep}
+        code, err, exc = invoke(args)
+        after = {str(p): tree_digest(p) for p in keep}
+        left = [p.name for p in folder.iterdir() if p.name.startswith(".")]
+        if before != after:
+            outcome = "destroyed"
+        elif exc is not None or "Traceback" in err or "internal error" in err:
+            outcome = "traceback"
+        elif code == 0:
+            outcome = "accepted"
+        elif (absent is not None and absent.exists()) or left:
+            outcome = "partial"
+        else:
+            outcome = "clean"
+        results.append((name, outcome, " ".join(err.split())[-160:]))
+    return results

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import OUTCOMES, cli_invoker, make_env, run_all  # noqa: E402
+from harness import OUTCOMES, cli_invoker, make_env, run_all, run_hazards  # noqa: E402
 
 from corpus import generate  # noqa: E402
 
@@ -42,6 +42,7 @@ def main() -> None:
             counts[cmd][outcome] += 1
             if outcome != "clean" and len(examples[cmd, outcome]) < args.examples:
                 examples[cmd, outcome].append(f"{case.id}: {detail}")
+        hazard_results = run_hazards(env, invoke, Path(tmp) / "hazards")
     print(f"bioseq from {Path(bioseq.__file__).parent}; {len(cases)} inputs, seed {args.seed}, "
           f"{time.time() - t0:.1f} s")
     print(f"{'command':<10}" + "".join(f"{o:>11}" for o in ("runs",) + OUTCOMES))
@@ -53,10 +54,15 @@ def main() -> None:
     for (cmd, outcome), exs in sorted(examples.items()):
         for e in exs:
             print(f"  [{cmd} {outcome}] {e}")
+    print("output-path hazards:")
+    for name, outcome, tail in hazard_results:
+        print(f"  {name:<42} {outcome:<10} {tail}")
+    hz = collections.Counter(o for _, o, _ in hazard_results)
+    print("hazards total: " + ", ".join(f"{k} {v}" for k, v in sorted(hz.items())))
     if args.json:
         args.json.write_text(json.dumps({"inputs": len(cases), "seed": args.seed,
                                          "counts": {k: dict(v) for k, v in counts.items()},
-                                         "total": dict(total)}, indent=1))
+                                         "total": dict(total), "hazards": hazard_results}, indent=1))
 
 
 if __name__ == "__main__":
