@@ -69,18 +69,12 @@ def command(
 def _check_paths(index: Path, reads: list[str | None], out: str | None, encoder: Path | None) -> None:
     """Everything that can be checked before any output exists: inputs readable, output safe."""
     from bioseq.io.atomic import check_output
-    from bioseq.io.errors import OutputPathError, SequenceFormatError
+    from bioseq.io.compression import check_input_file
+    from bioseq.io.errors import OutputPathError
 
     for r in reads:
-        if r is None or r == "-":
-            continue
-        p = Path(r)
-        if not p.exists():
-            raise FileNotFoundError(f"{r}: no such file")
-        if p.is_dir():
-            raise SequenceFormatError(r, "is a directory, not a reads file")
-        if not os.access(p, os.R_OK):
-            raise SequenceFormatError(r, "permission denied")
+        if r is not None:
+            check_input_file(r)
     if out is not None and out != "-":
         suffix = Path(out).suffix.lower()
         if suffix == ".cram":

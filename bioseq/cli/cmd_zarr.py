@@ -33,6 +33,7 @@ def build(
 
     from bioseq.data.store import FORMAT_NAME
     from bioseq.io.atomic import check_output
+    from bioseq.io.compression import check_input_file
 
     if genome and len(genome) != len(fastas):
         raise typer.BadParameter(f"{len(genome)} --genome names for {len(fastas)} FASTA files", param_hint="--genome")
@@ -40,6 +41,8 @@ def build(
     if lo is not None and not lo <= level <= hi:
         raise typer.BadParameter(f"{level} is outside {lo}..{hi} for {compression}", param_hint="--level")
     check_output(out, fastas, directory=True, replaces=FORMAT_NAME)  # before reading anything
+    for f in fastas:
+        check_input_file(f)
     try:
         build_store(
             fastas, out, genome or None, chunk_size=chunk_size,

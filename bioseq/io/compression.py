@@ -62,6 +62,26 @@ def detect_compression(path: str | os.PathLike) -> Compression:
         return sniff_compression(fh.read(18))
 
 
+def check_input_file(path: str | os.PathLike) -> None:
+    """Fail early, before any output or progress bar exists, on an input that cannot be read at
+    all: missing, a directory, unreadable, or a BGZF file without its end-of-file block.
+    ``"-"`` (stdin) passes."""
+    if str(path) == "-":
+        return
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if Path(path).is_dir():
+        raise SequenceFormatError(path, "is a directory, not a sequence file")
+    if not os.access(path, os.R_OK):
+        raise SequenceFormatError(path, "permission denied: the file cannot be read")
+    try:
+        kind = detect_compression(path)
+    except PermissionError:
+        raise SequenceFormatError(path, "permission denied: the file cannot be read") from None
+    if kind == "bgzip":
+        check_bgzf_eof(path)
+
+
 def check_bgzf_eof(path: str | os.PathLike) -> None:
     """Raise :class:`SequenceFormatError` if a BGZF file lacks its end-of-file block.
 
@@ -107,16 +127,8 @@ def open_binary(path: str | os.PathLike | BinaryIO) -> BinaryIO:
     :class:`BlockReader` turns them into :class:`SequenceFormatError`.
     """
     if isinstance(path, (str, os.PathLike)) and str(path) != "-":
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path}: no such file")
-        if Path(path).is_dir():
-            raise SequenceFormatError(path, "is a directory, not a sequence file")
-        try:
-            kind = detect_compression(path)
-        except PermissionError:
-            raise SequenceFormatError(path, "permission denied: the file cannot be read") from None
-        if kind == "bgzip":
-            check_bgzf_eof(path)
+        check_input_file(path)
+        kind = detect_compression(path)
         # named files: the decompressor opens (and on close, closes) the file itself
         if kind in ("gzip", "bgzip"):
             return gzip.open(path, "rb")  # type: ignore[return-value]
