@@ -165,7 +165,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 # ---------------------------------------------------------------- signals
 
-def _cleanup_live(settle: float = 0.05, limit: float = 2.0) -> None:
+def _cleanup_live(settle: float = 0.05, limit: float = 5.0) -> None:
     """Remove every live temporary. Writer threads (zarr's I/O pool) may still be creating files
     in one while the handler runs, so removal repeats until the temporaries stay gone for
     ``settle`` seconds (at most ``limit`` seconds in all)."""
