@@ -166,19 +166,30 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 # ---------------------------------------------------------------- signals
 
 def _cleanup_live(settle: float = 0.05, limit: float = 5.0) -> None:
-    """Remove every live temporary. Writer threads (zarr's I/O pool) may still be creating files
-    in one while the handler runs, so removal repeats until the temporaries stay gone for
-    ``settle`` seconds (at most ``limit`` seconds in all)."""
+    """Remove every live temporary, also while writer threads (zarr's I/O pool) are still
+    creating files in it: each temporary is deleted and replaced by an empty placeholder *file*,
+    so a late ``mkdir(parents=True)`` or ``open`` inside it fails instead of recreating it; once
+    in-flight writes have had ``settle`` seconds to fail, the placeholders go too."""
     import time
 
     paths = list(_LIVE)
     deadline = time.monotonic() + limit
-    while True:
-        for p in paths:
+    placed = []
+    for p in paths:
+        while True:
             _rm(p)
-        time.sleep(settle)
-        if not any(p.exists() for p in paths) or time.monotonic() > deadline:
-            break
+            try:
+                os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                placed.append(p)
+                break
+            except FileExistsError:  # recreated by a writer in between: again
+                if time.monotonic() > deadline:
+                    break
+            except OSError:  # folder gone or not writable: nothing more to do
+                break
+    time.sleep(settle)
+    for p in placed:
+        _rm(p)
     _LIVE.clear()
 
 
