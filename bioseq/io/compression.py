@@ -141,13 +141,34 @@ def open_binary(path: str | os.PathLike | BinaryIO) -> BinaryIO:
     if not hasattr(raw, "peek"):
         raw = io.BufferedReader(raw)  # type: ignore[arg-type]
     kind = sniff_compression(raw.peek(18)[:18])
-    if kind in ("gzip", "bgzip"):
+    if kind == "bgzip":  # a stream cannot be seeked: remember its tail to check the EOF block
+        keeper = _TailKeeper(raw)
+        stream = gzip.GzipFile(fileobj=keeper, mode="rb")
+        stream.bgzf_tail = keeper  # type: ignore[attr-defined]
+        return stream  # type: ignore[return-value]
+    if kind == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if kind == "xz":
         return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value]
     if kind == "bz2":
         return bz2.BZ2File(raw, "rb")  # type: ignore[return-value]
     return raw  # type: ignore[return-value]
+
+
+class _TailKeeper:
+    """A read-only stream wrapper that remembers the last bytes read (the BGZF EOF block)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw, self.tail = raw, b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        if data:
+            self.tail = (self.tail + data)[-len(BGZF_EOF):]
+        return data
+
+    def close(self) -> None:  # the caller owns the underlying stream
+        pass
 
 
 class BlockReader:
@@ -209,6 +230,10 @@ class BlockReader:
             if not piece:  # clean end of file
                 if buf:
                     yield self._checked(bytes(buf.removesuffix(b"\r")))
+                keeper = getattr(self._stream, "bgzf_tail", None)
+                if keeper is not None and keeper.tail != BGZF_EOF:
+                    raise self.error("truncated bgzip stream: the BGZF end-of-file block is missing, so "
+                                     "data may be lost (an incomplete download or copy?)")
                 return
 
     def _checked(self, block: bytes) -> bytes:

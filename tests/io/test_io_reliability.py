@@ -91,3 +91,17 @@ def test_fasta_empty_names_numbered_only_on_request(tmp_path):
     with pytest.raises(SequenceFormatError, match="empty record name"):
         list(read_fasta(p))
     assert [r.name for r in read_fasta(p, empty_names="number")] == ["1", "x", "3"]
+
+
+def test_bgzf_eof_block_checked_on_streams(tmp_path):
+    import io
+
+    import pysam
+
+    good = tmp_path / "g.fq.gz"
+    with pysam.BGZFile(str(good), "wb") as f:
+        f.write(b"@r1\nACGT\n+\nIIII\n")
+    data = good.read_bytes()
+    assert [r.name for r in read_fastq(io.BytesIO(data))] == ["r1"]
+    with pytest.raises(SequenceFormatError, match="truncated bgzip stream"):
+        list(read_fastq(io.BytesIO(data[: -len(BGZF_EOF)])))
