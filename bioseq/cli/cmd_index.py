@@ -31,8 +31,7 @@ def command(
     import torch
 
     from bioseq.align.encoder import load_encoder
-    from bioseq.align.index import IndexParams, build_index
-    from bioseq.align.index import FORMAT
+    from bioseq.align.index import FORMAT, IndexParams, build_index
     from bioseq.align.reference import InputError
     from bioseq.io.atomic import check_output
 

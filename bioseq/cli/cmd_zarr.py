@@ -28,12 +28,10 @@ def build(
     level: int = typer.Option(5, "--level", help="Compression level (blosc-zstd 0-9, zstd 1-22)."),
 ) -> None:
     """Build a genome store (atomic: written under a temporary name, renamed at the end)."""
-    from bioseq.data.store import GenomeStore, build_store
-    from bioseq.io.errors import SequenceFormatError
-
-    from bioseq.data.store import FORMAT_NAME
+    from bioseq.data.store import FORMAT_NAME, GenomeStore, build_store
     from bioseq.io.atomic import check_output
     from bioseq.io.compression import check_input_file
+    from bioseq.io.errors import SequenceFormatError
 
     if genome and len(genome) != len(fastas):
         raise typer.BadParameter(f"{len(genome)} --genome names for {len(fastas)} FASTA files", param_hint="--genome")

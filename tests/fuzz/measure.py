@@ -17,9 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import OUTCOMES, cli_invoker, make_env, run_all, run_hazards  # noqa: E402
-
 from corpus import generate  # noqa: E402
+from harness import OUTCOMES, cli_invoker, make_env, run_all, run_hazards  # noqa: E402
 
 
 def main() -> None:
