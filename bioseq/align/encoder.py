@@ -68,11 +68,18 @@ class Encoder:
         if self._model is None:
             import torch
 
+            from bioseq.io.errors import FileFormatError, UserError, load_errors
             from bioseq.models import Embedder
 
             if self.threads:
                 torch.set_num_threads(self.threads)
-            self._model = Embedder.from_pretrained(self.path).eval()
+            try:
+                self._model = Embedder.from_pretrained(self.path).eval()
+            except UserError:
+                raise
+            except load_errors() as e:
+                raise FileFormatError(f"{self.path}: cannot load the encoder checkpoint "
+                                      f"({type(e).__name__}: {e})") from e
         return self._model
 
     @property
@@ -114,7 +121,13 @@ def load_encoder(path: str | Path | None = None, micro_batch: int = 64, threads:
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: no encoder checkpoint (config.json missing)")
-    cfg = json.loads((path / "config.json").read_text())
-    if cfg.get("model_type") != "embedder":
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        from bioseq.io.errors import FileFormatError
+
+        raise FileFormatError(f"{path / 'config.json'}: not valid JSON ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("model_type") != "embedder":
+        cfg = cfg if isinstance(cfg, dict) else {}
         raise ValueError(f"{path}: checkpoint is a {cfg.get('model_type')!r}, not an embedder")
     return Encoder(path, fingerprint(path), cfg, micro_batch=micro_batch, threads=threads)

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 from bioseq.align.encoder import Encoder
 from bioseq.align.minimizers import SeedTable, build_table
 from bioseq.align.reference import Contig, InputError, read_reference
+from bioseq.io.atomic import atomic_dir, check_output
 
 FORMAT = "bioseq-esa-index"
 FORMAT_VERSION = 1
@@ -136,24 +135,15 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
         "build_seconds": round(time.time() - t0, 2),
     }
     out = Path(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if str(out.parent) else "."))
-    try:
+    # refuse before writing: an input, a folder that is not an index, a path inside an index
+    check_output(out, [reference, encoder.path], directory=True, replaces=FORMAT)
+    with atomic_dir(out) as tmp:  # swapped in whole; removed on failure or SIGTERM/SIGINT
         np.save(tmp / "reference.npy", ref)
         np.save(tmp / "fragments.npy", starts)
         np.save(tmp / "embeddings.npy", emb)
         faiss.write_index(index, str(tmp / "faiss.index"))
         np.savez(tmp / "minimizers.npz", hashes=hashes, positions=positions)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     if world > 1:
         state.wait_for_everyone()
     return manifest

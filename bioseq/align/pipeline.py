@@ -241,7 +241,6 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
     rank, world, _ = _distributed()
     idx = aligner.index
     names = [c["name"] for c in idx.manifest["contigs"]]
-    writer = SamWriter(out, header_lines(idx.manifest["contigs"], command_line, __version__)) if rank == 0 else None
     stats = Stats()
     # XS compares traced scores (clipping changes them); pairing needs positions of the first few hits
     n_trace = max(2, 1 + aligner.p.secondary) if len(paths) == 1 else max(4, 1 + aligner.p.secondary)
@@ -293,6 +292,8 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
         stats.insert = model
         # mate rescue window: where a proper pair can put the mate
         aligner.mate_window = int(model.mean + 4 * model.std) if model is not None else aligner.p.max_insert
+    # the output is created only now: input errors found so far leave nothing behind
+    writer = SamWriter(out, header_lines(idx.manifest["contigs"], command_line, __version__)) if rank == 0 else None
     _WORKER = (aligner, n_trace)
     pool = None  # forked after the insert model, so the workers have it
     if threads > 1 and "fork" in mp.get_all_start_methods():

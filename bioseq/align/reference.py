@@ -15,9 +15,11 @@ import numpy as np
 
 from bioseq import alphabet
 from bioseq.io import SequenceFormatError, open_binary, read_fasta, read_fastq
+from bioseq.io.compression import peek
+from bioseq.io.errors import UserError
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """Bad user input (file, record, problem)."""
 
 
@@ -39,7 +41,10 @@ class Contig:
 
 
 def read_reference(path: str | Path) -> list[Contig]:
-    """All contigs of a FASTA file. Duplicate names and empty records are errors."""
+    """All contigs of a FASTA file. Duplicate names, empty records and names that SAM does not
+    allow as reference names are errors."""
+    from bioseq.align.sam import check_rname
+
     contigs: list[Contig] = []
     seen: set[str] = set()
     try:
@@ -48,6 +53,9 @@ def read_reference(path: str | Path) -> list[Contig]:
                 raise InputError(f"{path}: duplicate contig name {rec.name!r}")
             if len(rec.codes) == 0:
                 raise InputError(f"{path}: record {rec.name!r} has no sequence")
+            bad_name = check_rname(rec.name)
+            if bad_name:
+                raise InputError(f"{path}: record {rec.name!r}: the name {bad_name}; rename the contig")
             seen.add(rec.name)
             contigs.append(Contig(rec.name, rec.codes & alphabet.CODE_MASK))
     except (SequenceFormatError, FileNotFoundError) as e:
@@ -68,18 +76,24 @@ class Read:
 
 
 def read_reads(path: str | Path) -> Iterator[Read]:
-    """Stream FASTQ or FASTA reads (format sniffed from the first byte; ``-`` is stdin)."""
+    """Stream FASTQ or FASTA reads (format sniffed from the first byte; ``-`` is stdin).
+
+    Names become SAM QNAMEs (:func:`bioseq.align.sam.qname`); FASTA reads with an empty name
+    (``>`` alone) are named by their 1-based record number. An empty file is an error.
+    """
+    from bioseq.align.sam import qname
+
     try:
         stream = open_binary(path)
-        first = stream.peek(1)[:1]
+        first = peek(stream, 1, str(path))
         if not first:
-            return
+            raise SequenceFormatError(path, "empty file: no reads")
         if first == b"@":
             for r in read_fastq(stream):
-                yield Read(_strip_mate(r.name), alphabet.decode(r.codes), r.quality_string, r.codes)
+                yield Read(qname(_strip_mate(r.name)), alphabet.decode(r.codes), r.quality_string, r.codes)
         elif first == b">":
-            for r in read_fasta(stream):
-                yield Read(_strip_mate(r.name), alphabet.decode(r.codes), None, r.codes)
+            for r in read_fasta(stream, empty_names="number"):
+                yield Read(qname(_strip_mate(r.name)), alphabet.decode(r.codes), None, r.codes)
         else:
             raise InputError(f"{path}: line 1: expected '@' (FASTQ) or '>' (FASTA), got {first.decode(errors='replace')!r}")
     except (SequenceFormatError, FileNotFoundError) as e:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import math
 from pathlib import Path
 
 import typer
@@ -20,7 +19,7 @@ def command(
     classifier: Path = typer.Option(None, "--classifier", help="Noisy classifier folder: use classifier guidance instead of classifier-free."),
     steps: int = typer.Option(100, "--steps", min=1, help="Euler steps (ignored by distilled one-step models)."),
     decode: str = typer.Option(None, "--decode", help="argmax or sample (default: the model's choice for its alphabet size)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
     batch_size: int = typer.Option(1000, "--batch-size", min=1, help="Designs per batch."),
     output: Path = typer.Option(..., "--output", "-o", help="Output FASTA (written atomically)."),
 ) -> None:
@@ -28,14 +27,19 @@ def command(
     import torch
 
     from bioseq.design import FlowModel, Guidance, load_module, sample
+    from bioseq.io.atomic import atomic_file, check_output
+    from bioseq.io.errors import load_errors
 
     def fail(msg: str) -> None:
-        typer.echo(f"bioseq design: {msg}", err=True)
+        typer.echo(f"bioseq design: error: {msg}", err=True)
         raise typer.Exit(2)
 
+    if not math.isfinite(guidance):
+        fail(f"--guidance must be a finite number, got {guidance}")
+    check_output(output, [model, classifier])  # before loading anything
     try:
         flow = FlowModel.from_pretrained(model)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except load_errors() as e:
         fail(f"cannot load model {model}: {e}")
     class_id = None
     if cls is not None:
@@ -53,7 +57,7 @@ def command(
     if classifier is not None:
         try:
             clf = load_module(classifier)
-        except (FileNotFoundError, ValueError, KeyError) as e:
+        except load_errors() as e:
             fail(f"cannot load classifier {classifier}: {e}")
         if clf.config.get("num_labels") != flow.num_classes:
             fail(f"classifier {classifier} has {clf.config.get('num_labels')} classes, the model {flow.num_classes}")
@@ -69,14 +73,6 @@ def command(
     lines = []
     for i, row in enumerate(ids.tolist()):
         lines.append(f">design_{i + 1}{tag}\n{''.join(alphabet[j] for j in row)}\n")
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.writelines(lines)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(output) as tmp, open(tmp, "w") as fh:
+        fh.writelines(lines)
     typer.echo(f"wrote {n} designs to {output}", err=True)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from bioseq.cli import debug_enabled
+
 HELP = "Build a neural alignment index (.esa) of a reference FASTA."
 
 
@@ -13,13 +15,13 @@ def command(
     reference: str = typer.Argument(..., help="Reference FASTA (plain, gzip, bgzip or xz)."),
     out: Path = typer.Option(None, "-o", "--out", help="Index directory (default: <reference>.esa)."),
     encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint (default: the bundled one)."),
-    fragment_len: int = typer.Option(256, "--fragment-len", help="Reference fragment length (bp)."),
-    stride: int = typer.Option(96, "--stride", help="Fragment stride; reads up to fragment_len - stride bp fit one fragment."),
-    k: int = typer.Option(15, "-k", help="Minimizer k-mer size."),
-    w: int = typer.Option(10, "-w", help="Minimizer window."),
-    hnsw_above: int = typer.Option(100_000, "--hnsw-above", help="Use HNSW instead of an exact index above this many fragments."),
-    threads: int = typer.Option(1, "-t", "--threads", help="Threads."),
-    block: int = typer.Option(1024, "--block", help="Fragments per embedding block (the unit split across processes)."),
+    fragment_len: int = typer.Option(256, "--fragment-len", min=2, help="Reference fragment length (bp)."),
+    stride: int = typer.Option(96, "--stride", min=1, help="Fragment stride; reads up to fragment_len - stride bp fit one fragment."),
+    k: int = typer.Option(15, "-k", min=8, max=31, help="Minimizer k-mer size."),
+    w: int = typer.Option(10, "-w", min=1, help="Minimizer window."),
+    hnsw_above: int = typer.Option(100_000, "--hnsw-above", min=1, help="Use HNSW instead of an exact index above this many fragments."),
+    threads: int = typer.Option(1, "-t", "--threads", min=1, help="Threads."),
+    block: int = typer.Option(1024, "--block", min=1, help="Fragments per embedding block (the unit split across processes)."),
 ) -> None:
     """Tile the reference into overlapping fragments, embed them and build the FAISS + seed index.
 
@@ -29,17 +31,22 @@ def command(
     import torch
 
     from bioseq.align.encoder import load_encoder
-    from bioseq.align.index import IndexParams, build_index
+    from bioseq.align.index import FORMAT, IndexParams, build_index
     from bioseq.align.reference import InputError
+    from bioseq.io.atomic import check_output
 
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     out = out or Path(str(reference).removesuffix(".gz").removesuffix(".xz") + ".esa")
+    # before any work: -o must not be the reference, a folder that is not an index, or inside one
+    check_output(out, [reference, encoder], directory=True, replaces=FORMAT)
     try:
         enc = load_encoder(encoder)
         params = IndexParams(fragment_len=fragment_len, stride=stride, k=k, w=w, hnsw_above=hnsw_above)
         m = build_index(reference, out, enc, params, block=block)
     except (InputError, ValueError, FileNotFoundError) as e:
+        if debug_enabled():
+            raise
         typer.echo(f"bioseq index: error: {e}", err=True)
         raise typer.Exit(1) from None
     if not m:  # a non-main process of a distributed build

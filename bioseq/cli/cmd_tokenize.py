@@ -10,11 +10,15 @@ from pathlib import Path
 
 import typer
 
+from bioseq.cli import debug_enabled
+
 HELP = "Encode sequences, train DNA BPE tokenizers, inspect tokenizer definitions."
 app = typer.Typer(no_args_is_help=True, help=HELP)
 
 
 def _fail(e: BaseException) -> typer.Exit:
+    if debug_enabled():
+        raise e
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     typer.secho(f"error: {msg}", fg="red", err=True)
     return typer.Exit(1)
@@ -44,6 +48,11 @@ def _records(path: str, protein: bool) -> Iterator[tuple[str, object]]:
             raise ValueError(f"{path}: no FASTA records")
 
 
+def _definition_path(out: Path) -> Path:
+    """Where Tokenizer.save writes for ``-o out`` (a folder gets ``tokenizer.json``)."""
+    return out if out.suffix == ".json" else out / "tokenizer.json"
+
+
 @app.command()
 def encode(
     source: str = typer.Argument(..., help="A sequence, or a FASTA file (plain/gz/bgzip/xz/bz2; '-' for stdin)."),
@@ -57,6 +66,7 @@ def encode(
     """Encode a sequence or every record of a FASTA file: ``>name`` then space-separated ids."""
     from bioseq import alphabet
     from bioseq.io import SequenceFormatError, atomic_file
+    from bioseq.io.atomic import check_output
     from bioseq.tokenization import CharTokenizer, MultiOmicTokenizer, TokenizerError, get_tokenizer
 
     try:
@@ -94,6 +104,7 @@ def encode(
                         yield f">{name}"
                     yield " ".join(map(str, shown))
 
+        check_output(out, [source] if is_file else [])
         if out is None:
             for line in lines():
                 sys.stdout.write(line + "\n")
@@ -109,10 +120,10 @@ def encode(
 def train_bpe(
     fastas: list[Path] = typer.Argument(..., help="Genome FASTA files (plain/gz/bgzip/xz/bz2)."),
     out: Path = typer.Option(..., "-o", "--out", help="Tokenizer file to write (e.g. tokenizers/dna-bpe-4096.json)."),
-    vocab_size: int = typer.Option(4096, "--vocab-size", help="Vocabulary size, specials and A C G T N included."),
-    chunk_length: int = typer.Option(2000, "--chunk-length", help="Pseudo-sentence length in bases."),
-    min_frequency: int = typer.Option(2, "--min-frequency", help="Minimum pair count to merge."),
-    max_token_length: int = typer.Option(32, "--max-token-length", help="Longest token in bases (0: no limit)."),
+    vocab_size: int = typer.Option(4096, "--vocab-size", min=1, help="Vocabulary size, specials and A C G T N included."),
+    chunk_length: int = typer.Option(2000, "--chunk-length", min=1, help="Pseudo-sentence length in bases."),
+    min_frequency: int = typer.Option(2, "--min-frequency", min=1, help="Minimum pair count to merge."),
+    max_token_length: int = typer.Option(32, "--max-token-length", min=0, help="Longest token in bases (0: no limit)."),
     name: str = typer.Option(None, "--name", help="Tokenizer name (default dna-bpe-<vocab-size>)."),
 ) -> None:
     """Train a DNA BPE tokenizer with HF tokenizers on genome pseudo-sentences.
@@ -120,8 +131,11 @@ def train_bpe(
     Genomes are cut at ambiguous bases and every --chunk-length bases; there is no whitespace
     pre-tokenisation."""
     from bioseq.io import SequenceFormatError, read_fasta
+    from bioseq.io.atomic import check_output
     from bioseq.tokenization import TokenizerError
     from bioseq.tokenization.bpe import train_bpe as train
+
+    check_output(_definition_path(out), fastas)
 
     def genomes():
         for path in fastas:
@@ -182,8 +196,10 @@ def export(
     out: Path = typer.Option(..., "-o", "--out", help="Where to write the definition (tokenizer.json format)."),
 ) -> None:
     """Write a tokenizer's definition file (how tokenizers/*.json are regenerated)."""
+    from bioseq.io.atomic import check_output
     from bioseq.tokenization import TokenizerError, get_tokenizer
 
+    check_output(_definition_path(out), [name] if Path(name).exists() else [])
     try:
         path = get_tokenizer(name).save(out)
     except (TokenizerError, FileNotFoundError, KeyError) as e:

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import typer
 
+from bioseq.cli import debug_enabled
+
 HELP = "Build and inspect chunked Zarr v3 genome stores."
 app = typer.Typer(no_args_is_help=True, help=HELP)
+LEVELS = {"blosc-zstd": (0, 9), "zstd": (1, 22)}  # valid --level per --compression
 
 
 @app.command()
@@ -18,18 +21,26 @@ def build(
         None, "--genome", "-g",
         help="Genome/species name, once per FASTA in the same order (default: the file name).",
     ),
-    chunk_size: int = typer.Option(1 << 20, "--chunk-size", help="Bases per zarr chunk."),
+    chunk_size: int = typer.Option(1 << 20, "--chunk-size", min=1, help="Bases per zarr chunk."),
     shard: bool = typer.Option(False, "--shard/--no-shard", help="Store chunks inside zarr v3 shards."),
-    chunks_per_shard: int = typer.Option(64, "--chunks-per-shard", help="Chunks per shard with --shard."),
+    chunks_per_shard: int = typer.Option(64, "--chunks-per-shard", min=1, help="Chunks per shard with --shard."),
     compression: str = typer.Option("blosc-zstd", "--compression", help="blosc-zstd or zstd."),
-    level: int = typer.Option(5, "--level", help="Compression level."),
+    level: int = typer.Option(5, "--level", help="Compression level (blosc-zstd 0-9, zstd 1-22)."),
 ) -> None:
     """Build a genome store (atomic: written under a temporary name, renamed at the end)."""
-    from bioseq.data.store import GenomeStore, build_store
+    from bioseq.data.store import FORMAT_NAME, GenomeStore, build_store
+    from bioseq.io.atomic import check_output
+    from bioseq.io.compression import check_input_file
     from bioseq.io.errors import SequenceFormatError
 
     if genome and len(genome) != len(fastas):
         raise typer.BadParameter(f"{len(genome)} --genome names for {len(fastas)} FASTA files", param_hint="--genome")
+    lo, hi = LEVELS.get(compression, (None, None))
+    if lo is not None and not lo <= level <= hi:
+        raise typer.BadParameter(f"{level} is outside {lo}..{hi} for {compression}", param_hint="--level")
+    check_output(out, fastas, directory=True, replaces=FORMAT_NAME)  # before reading anything
+    for f in fastas:
+        check_input_file(f)
     try:
         build_store(
             fastas, out, genome or None, chunk_size=chunk_size,
@@ -37,6 +48,8 @@ def build(
             compression=compression, level=level, progress=True,
         )
     except (SequenceFormatError, FileNotFoundError, FileExistsError, ValueError) as e:
+        if debug_enabled():
+            raise
         typer.secho(f"error: {e}", fg="red", err=True)
         raise typer.Exit(1) from None
     store = GenomeStore.open(out)
@@ -60,6 +73,8 @@ def info(
     try:
         gs = GenomeStore.open(store)
     except (StoreFormatError, FileNotFoundError) as e:
+        if debug_enabled():
+            raise
         typer.secho(f"error: {e}", fg="red", err=True)
         raise typer.Exit(1) from None
     if json_out:

@@ -38,7 +38,7 @@ import numpy as np
 
 from bioseq.alphabet import BASES, CODE_MASK, COMPLEMENT_LUT, DECODE_LUT, N_CODE, SOFTMASK, decode
 from bioseq.io.atomic import atomic_dir
-from bioseq.io.errors import SequenceFormatError
+from bioseq.io.errors import SequenceFormatError, UserError
 from bioseq.io.fasta import read_fasta
 
 FORMAT_NAME = "bioseq-genome-store"
@@ -49,7 +49,7 @@ DEFAULT_CHUNK_SIZE = 1 << 20
 DEFAULT_CACHE_BYTES = 256 << 20
 
 
-class StoreFormatError(ValueError):
+class StoreFormatError(UserError):
     """A path that is not a bioseq genome store, or one written by a newer bioseq."""
 
 

@@ -1,73 +1,307 @@
-"""Atomic outputs: write under a temporary sibling name, rename into place only on success.
+"""Outputs that never destroy data: temporary sibling, rename on success, refuse dangerous paths.
 
-A killed or failed write never leaves a file (or directory) at the final path that looks complete.
+Every file or directory ``bioseq`` writes goes through this module:
+
+* :func:`atomic_file` / :func:`atomic_dir` (or :class:`AtomicOutput` where a context manager does
+  not fit) write under ``.<name>.tmp-<pid>-<random>`` in the target directory and rename onto the
+  final name only on success. A directory that already exists is swapped in one step
+  (``renameat2(RENAME_EXCHANGE)`` on Linux), so at every moment the final path holds the previous
+  complete output, the new complete one, or (for a first build killed at the wrong instant, on
+  systems without the swap) nothing.
+* Live temporaries are registered; :func:`install_signal_cleanup` (called by the ``bioseq``
+  entry point) removes them on SIGTERM/SIGINT/SIGHUP and then lets the signal take its default
+  effect. Temporaries of the same final name left by writers that no longer run (SIGKILL, power
+  loss) are removed by the next writer of that name: the process id in the name tells.
+* :func:`check_output` refuses an output that is one of the inputs (same file through symlinks or
+  hard links), an existing directory where a file is wanted, something at a directory output that
+  is not recognisably ours, and paths inside one of our indexes or stores.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import json
 import os
 import shutil
+import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from bioseq.io.errors import OutputPathError
 
-def _tmp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+TMP_TAG = ".tmp-"  # temporaries are named f".{final name}{TMP_TAG}{pid}-{random}"
+
+_LIVE: set[Path] = set()  # temporaries of this process, removed on a fatal signal
+_OWNER: int | None = None  # pid that installed the signal handlers (forked children do not clean)
 
 
-def _remove_stale(path: Path) -> None:
-    """Delete temporaries of ``path`` left by killed writers (their process no longer exists)."""
-    prefix = f".{path.name}.tmp-"
-    for tmp in path.parent.glob(prefix + "*"):
+def tmp_sibling(path: Path) -> Path:
+    """A fresh temporary name beside ``path`` that :func:`remove_stale` can attribute to us."""
+    return path.with_name(f".{path.name}{TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _rm(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def remove_stale(path: str | os.PathLike) -> list[Path]:
+    """Delete temporaries of ``path`` left by writers that no longer run; return what was removed.
+
+    Only names of our own pattern (``.<name>.tmp-<pid>-...``) whose process is gone are touched.
+    """
+    path = Path(path)
+    prefix = f".{path.name}{TMP_TAG}"
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.glob(glob_escape(prefix) + "*"):
         pid = tmp.name[len(prefix):].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            _rm(tmp)
+            removed.append(tmp)
         except PermissionError:  # alive, owned by someone else
             pass
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _swap(a: Path, b: Path) -> bool:
+    """Exchange two existing paths atomically (Linux renameat2); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return rc == 0
+
+
+class AtomicOutput:
+    """A temporary sibling of ``path`` that becomes ``path`` on :meth:`commit`.
+
+    Args:
+        path: the final file or directory.
+        directory: create the temporary as a directory (else the caller creates the file).
+
+    Stale temporaries of ``path`` are removed first; the temporary is registered for removal on
+    SIGTERM/SIGINT until it is committed or aborted.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, directory: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.is_dir() and not directory:
+            raise OutputPathError(f"{self.path}: is a directory; give a file name for the output")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(self.path)
+        self.tmp = tmp_sibling(self.path)
+        self.directory = directory
+        _LIVE.add(self.tmp)
+        if directory:
+            self.tmp.mkdir()
+
+    def commit(self) -> Path:
+        """Move the temporary onto the final path (the previous output is replaced in one step)."""
+        if self.directory and self.path.exists() and _swap(self.tmp, self.path):
+            _rm(self.tmp)  # now holds the previous output
+        elif self.directory and self.path.exists():
+            old = tmp_sibling(self.path)
+            _LIVE.add(old)
+            os.replace(self.path, old)
+            os.replace(self.tmp, self.path)
+            _rm(old)
+            _LIVE.discard(old)
+        else:
+            os.replace(self.tmp, self.path)
+        _LIVE.discard(self.tmp)
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the temporary (the final path is left as it was)."""
+        _rm(self.tmp)
+        _LIVE.discard(self.tmp)
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on clean exit rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path)
+    out = AtomicOutput(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        yield out.tmp
+        out.commit()
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if out.tmp in _LIVE:
+            out.abort()
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``path``; on clean exit it replaces ``path``.
 
-    An existing ``path`` is moved aside first and deleted only after the new one is in place, so
-    at every moment ``path`` is either the old complete directory, absent, or the new one.
-    Temporaries left by earlier writers that were killed are removed first.
+    At every moment ``path`` is the old complete directory, the new one, or (only where the
+    atomic swap is unavailable, for an instant) absent. Stale temporaries are removed first.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path)
-    tmp = _tmp_sibling(path)
-    tmp.mkdir()
-    old = None
+    out = AtomicOutput(path, directory=True)
     try:
-        yield tmp
-        if path.exists():
-            old = _tmp_sibling(path)
-            os.replace(path, old)
-        os.replace(tmp, path)
+        yield out.tmp
+        out.commit()
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        if out.tmp in _LIVE:
+            out.abort()
+
+
+# ---------------------------------------------------------------- signals
+
+def _cleanup_live(settle: float = 0.05, limit: float = 5.0) -> None:
+    """Remove every live temporary, also while writer threads (zarr's I/O pool) are still
+    creating files in it: each temporary is deleted and replaced by an empty placeholder *file*,
+    so a late ``mkdir(parents=True)`` or ``open`` inside it fails instead of recreating it; once
+    in-flight writes have had ``settle`` seconds to fail, the placeholders go too."""
+    import time
+
+    paths = list(_LIVE)
+    deadline = time.monotonic() + limit
+    placed = []
+    for p in paths:
+        while True:
+            _rm(p)
+            try:
+                os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                placed.append(p)
+                break
+            except FileExistsError:  # recreated by a writer in between: again
+                if time.monotonic() > deadline:
+                    break
+            except OSError:  # folder gone or not writable: nothing more to do
+                break
+    time.sleep(settle)
+    for p in placed:
+        _rm(p)
+    _LIVE.clear()
+
+
+def _on_signal(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    if os.getpid() == _OWNER:  # forked workers inherit the handler but own no temporaries
+        _cleanup_live()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # the default effect: terminate with this signal
+
+
+def install_signal_cleanup() -> None:
+    """Remove this process's live temporaries on SIGTERM, SIGINT or SIGHUP, then die of the signal.
+
+    Called once by the ``bioseq`` entry point (not by library imports, so embedding applications
+    keep their own handlers).
+    """
+    global _OWNER
+    _OWNER = os.getpid()
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            with contextlib.suppress(ValueError, OSError):  # not the main thread
+                signal.signal(sig, _on_signal)
+
+
+# ---------------------------------------------------------------- refusing dangerous outputs
+
+#: format names that mark a directory as ours: (metadata file, JSON path to the format name)
+_OUR_FORMATS = {"manifest.json": ("format",), "zarr.json": ("attributes", "format")}
+
+
+def our_format(path: str | os.PathLike) -> str | None:
+    """The bioseq format name recorded in a directory (index manifest or store metadata), or None."""
+    path = Path(path)
+    for meta, keys in _OUR_FORMATS.items():
+        f = path / meta
+        if not f.is_file():
+            continue
+        try:
+            value = json.loads(f.read_text())
+            for k in keys:
+                value = value[k]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str) and value.startswith("bioseq-"):
+            return value
+    return None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = a.stat(), b.stat()
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino) or os.path.realpath(a) == os.path.realpath(b)
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    c, p = os.path.realpath(child), os.path.realpath(parent)
+    return c != p and c.startswith(p.rstrip(os.sep) + os.sep)
+
+
+def check_output(
+    out: str | os.PathLike | None,
+    inputs: Iterable[str | os.PathLike | None],
+    *,
+    directory: bool = False,
+    replaces: str | None = None,
+) -> None:
+    """Refuse an output path that would destroy data; call it before writing anything.
+
+    Args:
+        out: the final output path (None or ``"-"``: stdout, always fine).
+        inputs: every file or folder the command reads (None and ``"-"`` are skipped).
+        directory: the output is a directory (index, store).
+        replaces: for a directory output, the format name (e.g. ``"bioseq-esa-index"``) that an
+            existing directory must carry to be replaced; an empty directory is always fine.
+
+    Raises:
+        OutputPathError: the output is an input (also through links), contains an input, is an
+            existing directory where a file is wanted, exists and is not ours to replace, or lies
+            inside one of our indexes or stores.
+    """
+    if out is None or str(out) == "-":
+        return
+    out = Path(out)
+    for inp in inputs:
+        if inp is None or str(inp) == "-":
+            continue
+        inp = Path(inp)
+        if _same_file(out, inp):
+            raise OutputPathError(f"{out}: the output is the input {inp}; choose another output path")
+        if _inside(inp, out):
+            raise OutputPathError(f"{out}: the output would replace a folder holding the input {inp}; "
+                                  "choose another output path")
+    for parent in out.parents:
+        fmt = our_format(parent) if parent.is_dir() else None
+        if fmt is not None:
+            raise OutputPathError(f"{out}: lies inside the {fmt} {parent}; writing there would damage it")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not directory:
+        if out.is_dir():
+            raise OutputPathError(f"{out}: is a directory; give a file name for the output")
+        return
+    if out.is_dir() and not out.is_symlink():
+        if not any(out.iterdir()):
+            return
+        fmt = our_format(out)
+        if fmt is not None and (replaces is None or fmt == replaces):
+            return
+        what = f"a {fmt}, not a {replaces}" if fmt else f"not a {replaces or 'bioseq output'}"
+        raise OutputPathError(f"{out}: exists and is {what}; it is never replaced: remove it or choose "
+                              "another output path")
+    raise OutputPathError(f"{out}: exists and is a file, not a {replaces or 'bioseq output'} folder; "
+                          "remove it or choose another output path")

@@ -22,6 +22,7 @@ import gzip
 import io
 import lzma
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -33,6 +34,9 @@ from bioseq.io.errors import SequenceFormatError
 Compression = Literal["none", "gzip", "bgzip", "xz", "bz2"]
 
 _XZ_MAGIC = b"\xfd7zXZ\x00"
+#: the empty block every BGZF writer ends with (SAM spec section 4.1.2); htslib warns without it
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 #: exceptions that mean "the compressed stream is damaged or cut short"
 _STREAM_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
@@ -58,6 +62,58 @@ def detect_compression(path: str | os.PathLike) -> Compression:
         return sniff_compression(fh.read(18))
 
 
+def check_input_file(path: str | os.PathLike) -> None:
+    """Fail early, before any output or progress bar exists, on an input that cannot be read at
+    all: missing, a directory, unreadable, or a BGZF file without its end-of-file block.
+    ``"-"`` (stdin) passes."""
+    if str(path) == "-":
+        return
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if Path(path).is_dir():
+        raise SequenceFormatError(path, "is a directory, not a sequence file")
+    if not os.access(path, os.R_OK):
+        raise SequenceFormatError(path, "permission denied: the file cannot be read")
+    try:
+        kind = detect_compression(path)
+    except PermissionError:
+        raise SequenceFormatError(path, "permission denied: the file cannot be read") from None
+    if kind == "bgzip":
+        check_bgzf_eof(path)
+
+
+def check_bgzf_eof(path: str | os.PathLike) -> None:
+    """Raise :class:`SequenceFormatError` if a BGZF file lacks its end-of-file block.
+
+    A BGZF file cut at a block boundary is a valid gzip stream that simply ends early; only the
+    missing EOF block (which every BGZF writer appends) shows that data is gone.
+    """
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - len(BGZF_EOF)))
+        if fh.read() != BGZF_EOF:
+            raise SequenceFormatError(
+                path, "truncated bgzip file: the BGZF end-of-file block is missing, so data may be "
+                "lost (an incomplete download or copy?)")
+
+
+def stream_error(name: str, e: BaseException) -> SequenceFormatError:
+    """A damaged-compressed-stream exception as a :class:`SequenceFormatError` naming the file."""
+    if isinstance(e, EOFError):
+        return SequenceFormatError(name, "truncated compressed stream: the file ends before the "
+                                   "end-of-stream marker (an incomplete download or copy?)")
+    return SequenceFormatError(name, f"corrupt compressed data ({e})")
+
+
+def peek(stream: BinaryIO, n: int, name: str) -> bytes:
+    """The first ``n`` decompressed bytes of ``stream`` without consuming them; damage is reported
+    as :class:`SequenceFormatError` naming ``name``."""
+    try:
+        return stream.peek(n)[:n]  # type: ignore[attr-defined]
+    except _STREAM_ERRORS as e:
+        raise stream_error(name, e) from None
+
+
 def _display(path: str | os.PathLike | BinaryIO) -> str:
     if isinstance(path, (str, os.PathLike)):
         return "<stdin>" if str(path) == "-" else str(path)
@@ -71,10 +127,9 @@ def open_binary(path: str | os.PathLike | BinaryIO) -> BinaryIO:
     :class:`BlockReader` turns them into :class:`SequenceFormatError`.
     """
     if isinstance(path, (str, os.PathLike)) and str(path) != "-":
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path}: no such file")
-        # named files: the decompressor opens (and on close, closes) the file itself
+        check_input_file(path)
         kind = detect_compression(path)
+        # named files: the decompressor opens (and on close, closes) the file itself
         if kind in ("gzip", "bgzip"):
             return gzip.open(path, "rb")  # type: ignore[return-value]
         if kind == "xz":
@@ -86,13 +141,34 @@ def open_binary(path: str | os.PathLike | BinaryIO) -> BinaryIO:
     if not hasattr(raw, "peek"):
         raw = io.BufferedReader(raw)  # type: ignore[arg-type]
     kind = sniff_compression(raw.peek(18)[:18])
-    if kind in ("gzip", "bgzip"):
+    if kind == "bgzip":  # a stream cannot be seeked: remember its tail to check the EOF block
+        keeper = _TailKeeper(raw)
+        stream = gzip.GzipFile(fileobj=keeper, mode="rb")
+        stream.bgzf_tail = keeper  # type: ignore[attr-defined]
+        return stream  # type: ignore[return-value]
+    if kind == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if kind == "xz":
         return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value]
     if kind == "bz2":
         return bz2.BZ2File(raw, "rb")  # type: ignore[return-value]
     return raw  # type: ignore[return-value]
+
+
+class _TailKeeper:
+    """A read-only stream wrapper that remembers the last bytes read (the BGZF EOF block)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw, self.tail = raw, b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        if data:
+            self.tail = (self.tail + data)[-len(BGZF_EOF):]
+        return data
+
+    def close(self) -> None:  # the caller owns the underlying stream
+        pass
 
 
 class BlockReader:
@@ -110,6 +186,7 @@ class BlockReader:
         self._stream = open_binary(path)
         self._owns = isinstance(path, (str, os.PathLike)) and str(path) != "-"
         self._read1 = getattr(self._stream, "read1", self._stream.read)
+        self._lines_before = 0  # newlines in the blocks already yielded
 
     def error(self, problem: str, *, line: int | None = None, record: str | None = None) -> SequenceFormatError:
         return SequenceFormatError(
@@ -145,15 +222,33 @@ class BlockReader:
                 if len(buf) < self.block_bytes:
                     continue
             if last_nl >= 0 and (piece or failure is not None):
-                yield bytes(memoryview(buf)[: last_nl + 1])
+                yield self._checked(bytes(memoryview(buf)[: last_nl + 1]))
                 del buf[: last_nl + 1]
                 last_nl = -1
             if failure is not None:
                 raise self.error(problem) from failure
             if not piece:  # clean end of file
                 if buf:
-                    yield bytes(buf)
+                    yield self._checked(bytes(buf.removesuffix(b"\r")))
+                keeper = getattr(self._stream, "bgzf_tail", None)
+                if keeper is not None and keeper.tail != BGZF_EOF:
+                    raise self.error("truncated bgzip stream: the BGZF end-of-file block is missing, so "
+                                     "data may be lost (an incomplete download or copy?)")
                 return
+
+    def _checked(self, block: bytes) -> bytes:
+        """Reject a carriage return not followed by a newline (old Mac OS line endings): such a
+        file parses as one long line (a FASTA of one empty record), so it is refused, naming the
+        line, rather than silently misread. CRLF (Windows) line endings are fine."""
+        if b"\r" in block:
+            m = _LONE_CR.search(block)
+            if m is not None:
+                line = self._lines_before + block.count(b"\n", 0, m.start()) + 1
+                raise SequenceFormatError(
+                    self.name, "carriage return without a newline (old Mac OS line endings?); "
+                    "convert the file with `tr '\\r' '\\n'`", line=line)
+        self._lines_before += block.count(b"\n")
+        return block
 
     def lines(self) -> Iterator[bytes]:
         """Yield lines without their line ending; :attr:`line` is the number of the line yielded."""

@@ -6,7 +6,8 @@ in 4 MiB blocks; each contig's sequence is encoded with the byte code of :mod:`b
 genome is never held as a Python string and no Python loop runs per base or per line.
 
 Validation is strict: empty files, sequence before the first header, empty or duplicate record
-names and characters outside IUPAC raise :class:`~bioseq.io.errors.SequenceFormatError` naming the
+names, NUL bytes in headers, carriage returns without a newline (old Mac OS line endings; CRLF is
+fine), a BGZF file without its end-of-file block, a directory, and characters outside IUPAC raise :class:`~bioseq.io.errors.SequenceFormatError` naming the
 file, record and line. Blank lines and spaces/tabs inside sequence lines are tolerated.
 """
 
@@ -52,10 +53,14 @@ class FastaRecord:
         return decode(self.codes)
 
 
-def _parse_header(reader: BlockReader, header: bytes) -> tuple[str, str]:
+def _parse_header(reader: BlockReader, header: bytes, number: int, empty_names: str) -> tuple[str, str]:
+    if b"\x00" in header:
+        raise reader.error("NUL byte in the header line (a binary or damaged file?)", record=None)
     text = header[1:].decode("utf-8", errors="replace").strip()
     parts = text.split(None, 1)
     if not parts:
+        if empty_names == "number":
+            return str(number), ""
         raise reader.error("empty record name in header line '>'", record=None)
     return parts[0], parts[1] if len(parts) > 1 else ""
 
@@ -78,12 +83,15 @@ def _encode_segment(reader: BlockReader, seg: bytes, first_line: int) -> np.ndar
 
 
 def iter_fasta_pieces(
-    path: str | os.PathLike | BinaryIO, *, block_bytes: int = 1 << 22
+    path: str | os.PathLike | BinaryIO, *, block_bytes: int = 1 << 22, empty_names: str = "error"
 ) -> Iterator[tuple[str, str] | np.ndarray]:
     """The low-level stream: ``(name, description)`` at each header, then uint8 code pieces.
 
     Use it to process contigs larger than memory; :func:`read_fasta` assembles whole records.
+    ``empty_names``: ``"error"`` (default) or ``"number"`` (see :func:`read_fasta`).
     """
+    if empty_names not in ("error", "number"):
+        raise ValueError(f"empty_names must be 'error' or 'number', got {empty_names!r}")
     with BlockReader(path, block_bytes) as reader:
         seen: dict[str, int] = {}
         n_bytes = 0
@@ -96,7 +104,7 @@ def iter_fasta_pieces(
                     end = block.find(b"\n", pos)
                     end = len(block) if end < 0 else end
                     reader.line, reader.record = line, None
-                    name, desc = _parse_header(reader, block[pos:end])
+                    name, desc = _parse_header(reader, block[pos:end], len(seen) + 1, empty_names)
                     if name in seen:
                         raise reader.error(
                             f"duplicate record name {name!r} (first seen at line {seen[name]})",
@@ -131,12 +139,16 @@ def iter_fasta_pieces(
             raise reader.error(f"{what}: expected at least one '>' header")
 
 
-def read_fasta(path: str | os.PathLike | BinaryIO, *, block_bytes: int = 1 << 22) -> Iterator[FastaRecord]:
+def read_fasta(path: str | os.PathLike | BinaryIO, *, block_bytes: int = 1 << 22,
+               empty_names: str = "error") -> Iterator[FastaRecord]:
     """Stream the records of a FASTA file (plain/gzip/bgzip/xz/bz2 detected from magic bytes).
 
     Args:
         path: a file path, ``"-"`` for stdin, or a binary stream.
         block_bytes: decompressed bytes parsed at a time.
+        empty_names: a header with no name (``>`` alone) is an error (``"error"``, right for
+            references), or the record is named by its 1-based record number (``"number"``:
+            reads, e.g. short-read FASTA files written without names).
 
     Yields:
         :class:`FastaRecord` per record, in file order. Only the current record is in memory.
@@ -146,7 +158,7 @@ def read_fasta(path: str | os.PathLike | BinaryIO, *, block_bytes: int = 1 << 22
     """
     name = desc = None
     pieces: list[np.ndarray] = []
-    for item in iter_fasta_pieces(path, block_bytes=block_bytes):
+    for item in iter_fasta_pieces(path, block_bytes=block_bytes, empty_names=empty_names):
         if isinstance(item, tuple):
             if name is not None:
                 yield FastaRecord(name, desc, _concat(pieces))

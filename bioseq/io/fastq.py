@@ -57,7 +57,8 @@ def read_fastq(path: str | os.PathLike | BinaryIO, *, block_bytes: int = 1 << 22
         path: a file path, ``"-"`` for stdin, or a binary stream.
 
     Raises:
-        SequenceFormatError: empty file, a header not starting with '@', a missing '+' line,
+        SequenceFormatError: empty file, a header not starting with '@', a missing '+' line, a
+            '+name' line naming another read, a NUL byte in a header, old Mac OS (CR-only) line endings,
             invalid bases, quality length != sequence length, quality characters outside '!'..'~',
             a record cut short, or a damaged compressed stream; the message names file, read, line.
     """
@@ -71,6 +72,8 @@ def read_fastq(path: str | os.PathLike | BinaryIO, *, block_bytes: int = 1 << 22
             if header[:1] != b"@":
                 hint = " (this looks like FASTA)" if header[:1] == b">" else ""
                 raise reader.error(f"expected a FASTQ header line starting with '@'{hint}")
+            if b"\x00" in header:
+                raise reader.error("NUL byte in the header line (a binary or damaged file?)")
             text = header[1:].decode("utf-8", errors="replace").strip()
             parts = text.split(None, 1)
             if not parts:
@@ -96,6 +99,12 @@ def read_fastq(path: str | os.PathLike | BinaryIO, *, block_bytes: int = 1 << 22
                 raise reader.error(
                     f"expected the '+' separator line, found {plus[:20]!r} "
                     "(multi-line FASTQ is not supported)", line=seq_line + 1,
+                )
+            repeat = plus[1:].strip()
+            if repeat and repeat != header[1:].strip() and repeat != name.encode():
+                raise reader.error(
+                    f"the '+' line names {repeat.decode(errors='replace')[:60]!r}, not this record's "
+                    f"{name!r} (records out of step?)", line=seq_line + 1,
                 )
             q = np.frombuffer(qual.strip(b" \t"), dtype=np.uint8)
             if len(q) != len(codes):

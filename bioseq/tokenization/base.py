@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from bioseq.io.atomic import atomic_file
+from bioseq.io.errors import UserError
 
 FORMAT = "bioseq.tokenizer"
 FORMAT_VERSION = 1
@@ -40,7 +42,7 @@ SPECIAL_ROLES = ("cls", "sep", "bos", "eos", "mask", "pad", "unk")
 _TYPES: dict[str, type[Tokenizer]] = {}
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError):
     """Input a tokenizer cannot encode (the message names the position and the character)."""
 
 
@@ -481,17 +483,9 @@ class Tokenizer:
         path = Path(path)
         if path.suffix != ".json":
             path = path / "tokenizer.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-                f.write("\n")
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shipped definition file must be readable
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as tmp, open(tmp, "w") as f:
+            json.dump(self.to_dict(), f, indent=1)
+            f.write("\n")
         return path
 
     @classmethod
@@ -512,8 +506,10 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         cfg = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"tokenizer file {path} does not exist") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TokenizerError(f"{path}: not valid JSON ({e})") from None
+    except IsADirectoryError:
+        raise TokenizerError(f"{path}: is a directory, not a tokenizer file") from None
     return tokenizer_from_dict(cfg, source=str(path))
 
 
@@ -528,5 +524,7 @@ def tokenizer_from_dict(cfg: dict[str, Any], source: str = "<dict>") -> Tokenize
         raise TokenizerError(f"{source}: unknown tokenizer type {kind!r}; known: {sorted(_TYPES)}")
     try:
         return _TYPES[kind].from_config(cfg)
-    except (KeyError, TypeError) as e:
+    except TokenizerError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise TokenizerError(f"{source}: malformed {kind} tokenizer ({type(e).__name__}: {e})") from None
