@@ -9,10 +9,8 @@ import typer
 HELP = "List, describe and verify the pretrained checkpoints shipped with bioseq."
 app = typer.Typer(no_args_is_help=True, help=HELP)
 
-
-def _fail(e: BaseException) -> typer.Exit:
-    typer.secho(f"error: {e}", fg="red", err=True)
-    return typer.Exit(1)
+# Errors (bioseq.models.checkpoints.CheckpointError, a UserError) reach the root command, which
+# prints them as one line and exits 1.
 
 
 @app.command("list")
@@ -22,12 +20,9 @@ def list_(json_out: bool = typer.Option(False, "--json", help="One JSON object p
     Example: ``bioseq models list``, then ``load_pretrained("NAME")`` in Python or ``--model NAME``
     on the command line.
     """
-    from bioseq.models.checkpoints import CheckpointError, list_checkpoints
+    from bioseq.models.checkpoints import list_checkpoints
 
-    try:
-        infos = list_checkpoints()
-    except CheckpointError as e:
-        raise _fail(e) from None
+    infos = list_checkpoints()
     if json_out:
         for c in infos:
             typer.echo(json.dumps({k: v for k, v in vars(c).items() if k != "path"} | {"path": str(c.path)}))
@@ -50,12 +45,9 @@ def list_(json_out: bool = typer.Option(False, "--json", help="One JSON object p
 @app.command()
 def info(name: str = typer.Argument(..., help="A shipped checkpoint (see `bioseq models list`).")) -> None:
     """Print a shipped checkpoint's model card. Example: ``bioseq models info dna-clm-bacteria-tiny``."""
-    from bioseq.models.checkpoints import CheckpointError, get_checkpoint
+    from bioseq.models.checkpoints import get_checkpoint
 
-    try:
-        c = get_checkpoint(name)
-    except CheckpointError as e:
-        raise _fail(e) from None
+    c = get_checkpoint(name)
     typer.echo((c.path / "README.md").read_text())
     typer.echo(f"folder: {c.path}")
 
@@ -64,13 +56,9 @@ def info(name: str = typer.Argument(..., help="A shipped checkpoint (see `bioseq
 def verify(names: list[str] = typer.Argument(None, help="Checkpoints to check (default: all).")) -> None:
     """Check each shipped checkpoint's weights against the SHA-256 in its card; non-zero exit on a
     mismatch. Example: ``bioseq models verify``."""
-    from bioseq.models.checkpoints import CheckpointError, get_checkpoint, list_checkpoints
+    from bioseq.models.checkpoints import get_checkpoint, list_checkpoints
     from bioseq.models.checkpoints import verify as verify_one
 
-    try:
-        infos = [get_checkpoint(n) for n in names] if names else list_checkpoints()
-        for c in infos:
-            verify_one(c)
-            typer.echo(f"{c.name}: ok ({c.sha256[:12]})")
-    except CheckpointError as e:
-        raise _fail(e) from None
+    for c in [get_checkpoint(n) for n in names] if names else list_checkpoints():
+        verify_one(c)
+        typer.echo(f"{c.name}: ok ({c.sha256[:12]})")

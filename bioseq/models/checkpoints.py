@@ -24,12 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bioseq.io.errors import UserError
+
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
 CARD_VERSION = 1
 _VERIFIED: set[Path] = set()
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A shipped checkpoint is unknown, incomplete or does not match its recorded checksum."""
 
 
