@@ -20,6 +20,8 @@ def command(
     hnsw_above: int = typer.Option(100_000, "--hnsw-above", help="Use HNSW instead of an exact index above this many fragments."),
     threads: int = typer.Option(1, "-t", "--threads", help="Threads."),
     block: int = typer.Option(1024, "--block", help="Fragments per embedding block (the unit split across processes)."),
+    verify: bool = typer.Option(False, "--verify", help="Build nothing: check an existing index (REFERENCE may be the "
+                                "index itself): file hashes, contig MD5s of reference.npy, the FAISS file. Exit 1 on any problem."),
 ) -> None:
     """Tile the reference into overlapping fragments, embed them and build the FAISS + seed index.
 
@@ -35,6 +37,8 @@ def command(
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     out = out or Path(str(reference).removesuffix(".gz").removesuffix(".xz") + ".esa")
+    if verify:
+        raise typer.Exit(_verify(Path(reference) if (Path(reference) / "manifest.json").exists() else out))
     try:
         enc = load_encoder(encoder)
         params = IndexParams(fragment_len=fragment_len, stride=stride, k=k, w=w, hnsw_above=hnsw_above)
@@ -47,3 +51,15 @@ def command(
     bp = sum(c["length"] for c in m["contigs"])
     typer.echo(f"{out}: {len(m['contigs'])} contigs, {bp:,} bp, {m['n_fragments']:,} fragments "
                f"({m['faiss']}), encoder {m['encoder']['fingerprint']}, {m['build_seconds']} s", err=True)
+
+
+def _verify(index: Path) -> int:
+    """``bioseq index --verify``: print each problem of the index at ``index``; the exit code."""
+    from bioseq.align.index import verify_index
+
+    problems = verify_index(index)
+    for p in problems:
+        typer.echo(f"bioseq index: error: {p}", err=True)
+    if not problems:
+        typer.echo(f"{index}: OK (file hashes, contig MD5s, FAISS index)", err=True)
+    return 1 if problems else 0
