@@ -45,6 +45,7 @@ import numpy as np
 from bioseq.align.encoder import Encoder
 from bioseq.align.minimizers import SeedTable, build_table
 from bioseq.align.reference import Contig, InputError, read_reference
+from bioseq.utils.jsonfile import read_json_object
 
 FORMAT = "bioseq-esa-index"
 FORMAT_VERSION = 1  # "files" (sizes + SHA-256) is optional, so version 1 readers still read new indexes
@@ -247,13 +248,9 @@ def read_manifest(path: Path) -> dict:
     mf = path / "manifest.json"
     if not mf.exists():
         raise IndexError_(f"{path}: not a bioseq alignment index (no manifest.json); build one with `bioseq index`")
-    try:
-        manifest = json.loads(mf.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise IndexError_(f"{mf}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        fmt = manifest.get("format") if isinstance(manifest, dict) else None
-        raise IndexError_(f"{path}: format {fmt!r} is not {FORMAT!r}")
+    manifest = read_json_object(mf, IndexError_)
+    if manifest.get("format") != FORMAT:
+        raise IndexError_(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexError_(f"{path}: index format_version {manifest.get('format_version')} is not supported "
                           f"(this bioseq reads version {FORMAT_VERSION}); rebuild it with `bioseq index`")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bioseq.models.config import ConfigError, check_value, load_config
+from bioseq.utils.jsonfile import read_json_object
 
 #: keys of a checkpoint's config.json
 TOP_LEVEL_KEYS = {"format", "format_version", "model_type", "backbone", "head"}
@@ -62,14 +63,10 @@ def backbone_dict(directory: Path, spec: Any) -> dict[str, Any]:
         raise CheckpointError(f"{where}: 'backbone' must be an object or a string, got {type(spec).__name__}")
     if spec in list_sizes():
         return load_config(spec).to_dict()
-    f = resolve_in_folder(directory, spec, "backbone")
-    try:
-        d = json.loads(f.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{f}: not valid JSON ({e})") from None
-    d = d.get("backbone", d) if isinstance(d, dict) else d
+    d = read_json_object(resolve_in_folder(directory, spec, "backbone"), CheckpointError)
+    d = d.get("backbone", d)
     if not isinstance(d, dict):
-        raise CheckpointError(f"{f}: a backbone config must be a JSON object")
+        raise CheckpointError(f"{directory / spec}: 'backbone' must be a JSON object")
     return d
 
 
@@ -126,13 +123,9 @@ def read_checkpoint_config(directory: str | os.PathLike, format_version: int) ->
     path = directory / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: no config.json (not a bioseq checkpoint)")
-    try:
-        cfg = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != "bioseq-model":
-        fmt = cfg.get("format") if isinstance(cfg, dict) else None
-        raise CheckpointError(f"{path}: not a bioseq model config (format={fmt!r})")
+    cfg = read_json_object(path, CheckpointError)
+    if cfg.get("format") != "bioseq-model":
+        raise CheckpointError(f"{path}: not a bioseq model config (format={cfg.get('format')!r})")
     version = cfg.get("format_version", 0)
     if not isinstance(version, int) or isinstance(version, bool):
         raise CheckpointError(f"{path}: format_version must be an int, got {version!r}")

@@ -248,12 +248,9 @@ def load_config(spec: str | Path | dict[str, Any], **overrides: Any) -> Backbone
             raise ConfigError(
                 f"{spec!r} is neither a named size ({', '.join(sorted(_SIZES))}) nor a config file"
             )
-        try:
-            d = json.loads(p.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{p}: not valid JSON ({e})") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{p}: a config must be a JSON object")
+        from bioseq.utils.jsonfile import read_json_object
+
+        d = read_json_object(p, ConfigError)
         if "backbone" in d:  # a full model config.json nests the backbone config
             from bioseq.models.checkpoint import backbone_dict  # never resolved outside its folder
 

@@ -160,5 +160,5 @@ def test_hnsw_index_without_recorded_size_truncated(tmp_path, lambda_fasta, tiny
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     idx = load_index(out)  # header intact
     with pytest.raises(IndexError_, match="faiss.index: FAISS cannot read it"):
-        idx.faiss_index
+        _ = idx.faiss_index
     assert any("FAISS cannot read it" in p for p in verify_index(out))
