@@ -33,7 +33,10 @@ _MEASURE = ("import resource, subprocess, sys, time; t = time.time(); "
 def peak_rss(cmd: list[str]) -> tuple[float, float]:
     """(peak RSS in MiB, seconds) of ``cmd`` run alone in a fresh measuring process."""
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT)), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], cwd=ROOT, env=env, capture_output=True, text=True)
+    # not run from the repository: `python -m` puts the working directory first on sys.path,
+    # which would shadow a PYTHONPATH pointing at another bioseq checkout (before/after runs)
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], cwd=tempfile.gettempdir(), env=env,
+                         capture_output=True, text=True)
     rc, kib, secs = out.stdout.split()
     if rc != "0":
         raise SystemExit(f"failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
@@ -88,7 +91,7 @@ def main() -> None:
         if not args.skip_align:
             idx = tmp / "lambda.esa"
             subprocess.run([*bioseq, "index", str(ROOT / "data/genomes/lambda_NC_001416.fa.gz"), "-o", str(idx)],
-                           cwd=ROOT, env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))},
+                           cwd=tmp, env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))},
                            check=True, capture_output=True)
             for n in args.reads:
                 fq = tmp / f"reads_{n}.fq"
