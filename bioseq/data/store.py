@@ -303,9 +303,7 @@ def build_store(
                         packed = _ArrayWriter(root, PACKED_ARRAY, chunk_size, chunks_per_shard, codecs)
                         writers.append(packed)
                     w = packed
-                offset = w.append(rec.codes)
-                if w is not packed:
-                    w.close()
+                offset = w.append(rec.codes)  # a contig's own array is written at once
                 r = ambiguous_runs(rec.codes)
                 runs.append(r)
                 contigs.append({**info, "array": w.path, "offset": offset,
@@ -316,7 +314,7 @@ def build_store(
                 bar.update(path.stat().st_size)
         arrays, checksums = [], []
         for w in writers:
-            meta = w.close() if w is packed else {"path": w.path, "length": w.length}
+            meta = w.close()
             arrays.append({**meta, "checksums": [len(checksums), len(checksums) + len(w.checksums)]})
             checksums += w.checksums
         all_runs = np.concatenate(runs) if runs else np.zeros((0, 2), np.int64)
