@@ -119,8 +119,13 @@ class PreTrainedModel(nn.Module):
         head weights missing from the file start fresh."""
         from safetensors import SafetensorError
 
-        from bioseq.models.checkpoint import (CheckpointError, check_head_config, check_model_size,
-                                              check_safetensors, read_checkpoint_config)
+        from bioseq.models.checkpoint import (
+            CheckpointError,
+            check_head_config,
+            check_model_size,
+            check_safetensors,
+            read_checkpoint_config,
+        )
 
         # Everything is checked before anything is built: config.json (keys, types, sizes, the
         # parameter count on the meta device), then that model.safetensors is complete.
