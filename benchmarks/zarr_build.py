@@ -50,7 +50,7 @@ def main() -> None:
         assert len(store) == args.contigs and int(store.lengths.sum()) == int(lengths.sum())
         print(f"{args.contigs:,} contigs, {int(lengths.sum()):,} bp: build {dt:.1f} s = "
               f"{args.contigs / dt:,.0f} contigs/s, {lengths.sum() / dt / 1e6:.2f} Mb/s; {files:,} files "
-              f"({files / args.contigs:.2f} per contig)")
+              f"({1000 * files / args.contigs:,.1f} per 1,000 contigs)")
 
 
 if __name__ == "__main__":
