@@ -204,3 +204,22 @@ def test_committed_v2_store_still_reads():
         assert np.array_equal(v2.fetch(c.name), v1.fetch(c.name))
         assert np.array_equal(v2.ambiguous_runs(c.name), v1.ambiguous_runs(c.name))
     assert v2.verify() == []
+
+
+@pytest.mark.parametrize("shard", [None, 4])
+def test_remote_reads_are_checked_too(store, tmp_path, assembly, shard):
+    """Through an fsspec URL (the byte-range path) the same checks apply."""
+    import fsspec
+
+    out = store if shard is None else build_store([assembly], tmp_path / "sh.zarr", chunk_size=CHUNK, chunks_per_shard=shard)
+    flip_at = out / ("seq/0/c/1" if shard is None else "seq/0/c/0")
+    raw = bytearray(flip_at.read_bytes())
+    raw[20] ^= 0x04
+    flip_at.write_bytes(bytes(raw))
+    fs = fsspec.filesystem("memory")
+    url = f"memory://integrity/{out.name}-{shard}"
+    fs.put(str(out), url.removeprefix("memory://"), recursive=True)
+    s = GenomeStore.open(url)
+    with pytest.raises(StoreIntegrityError, match=f"{url}: contig 'big': seq/0 chunk (1|0): CRC32C mismatch"):
+        s.fetch("big")
+    assert [c.name for c, _ in s.verify()] == ["big"]
