@@ -35,6 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from bioseq.utils.precision import CHOICES as PRECISION_CHOICES
+from bioseq.utils.precision import autocast, resolve_mixed_precision
+
 CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc", "auroc", "loss")
 REGRESSION_METRICS = ("mse", "pearson", "spearman", "loss")
 LOWER_IS_BETTER = {"loss", "mse"}
@@ -60,6 +63,9 @@ class FinetuneConfig:
         seed: seeds the head's initialisation, dropout and shuffling.
         time_limit_s: stop after the epoch in which this many seconds have elapsed.
         progress: show a tqdm progress bar.
+        mixed_precision: ``auto`` (bf16 autocast where the hardware multiplies bf16 natively,
+            CPUs included), ``bf16`` or ``no``; weights, optimizer state and the loss stay fp32
+            (:mod:`bioseq.utils.precision`). Evaluation always runs in fp32.
     """
 
     lr: float = 1e-3
@@ -77,6 +83,7 @@ class FinetuneConfig:
     seed: int = 0
     time_limit_s: float | None = None
     progress: bool = True
+    mixed_precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or (self.head_lr is not None and self.head_lr <= 0):
@@ -94,6 +101,8 @@ class FinetuneConfig:
                              f"{sorted(set(CLASSIFICATION_METRICS) | set(REGRESSION_METRICS))}")
         if self.patience is not None and self.patience < 1:
             raise ValueError("finetune: patience must be >= 1 or None")
+        if self.mixed_precision not in PRECISION_CHOICES:
+            raise ValueError(f"finetune: mixed_precision must be one of {PRECISION_CHOICES}, got {self.mixed_precision!r}")
 
 
 @dataclass
@@ -368,6 +377,7 @@ def finetune(model: nn.Module, train: Dataset, val: Dataset | None = None,
         return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
     device = next(model.parameters()).device
+    precision = resolve_mixed_precision(config.mixed_precision, device)
     result = FinetuneResult(config=asdict(config))
     best_state, since_best, step, t0 = None, 0, 0, time.time()
     bar = tqdm(total=total, disable=not config.progress, desc="finetune", leave=False)
@@ -378,7 +388,8 @@ def finetune(model: nn.Module, train: Dataset, val: Dataset | None = None,
             for g in opt.param_groups:
                 g["lr"] = g["initial_lr"] * schedule(step)
             ids, mask, labels = _unpack(batch, device)
-            loss = model(ids, attention_mask=mask, labels=labels).loss
+            with autocast(device, precision):
+                loss = model(ids, attention_mask=mask, labels=labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:

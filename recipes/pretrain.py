@@ -59,6 +59,7 @@ from bioseq.eval.lm import causal_bits, masked_bits
 from bioseq.models import CausalLM, MaskedLM, build_backbone, load_config, mask_tokens
 from bioseq.models.heads import IGNORE_INDEX
 from bioseq.tokenization import get_tokenizer
+from bioseq.utils.precision import resolve_mixed_precision
 from bioseq.utils.recipe_config import eval_sets, load_recipe_config
 
 log = logging.getLogger("bioseq.pretrain")
@@ -97,7 +98,8 @@ def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generat
 class CSVLogger:
     """Append-only metrics file (``metrics.csv``); one row per event, stable columns."""
 
-    COLUMNS = ["step", "split", "loss", "bits_per_base", "perplexity", "lr", "seq_len", "tokens", "tokens_per_s", "elapsed_s"]
+    COLUMNS = ["step", "split", "loss", "bits_per_base", "perplexity", "lr", "seq_len", "tokens", "tokens_per_s", "elapsed_s",
+               "data_frac"]
 
     def __init__(self, path: Path, enabled: bool) -> None:
         self.path, self.enabled = path, enabled
@@ -160,10 +162,14 @@ def main(argv: list[str] | None = None) -> None:
     tcfg, dcfg, ecfg = cfg["train"], cfg["data"], cfg["eval"]
 
     use_cuda = torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=tcfg.get("mixed_precision", "no") if use_cuda else "no", cpu=not use_cuda)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    # bf16 autocast wherever the hardware multiplies bf16 natively, CPUs included (1.5-4x faster
+    # steps on an AVX512-BF16 CPU); weights, gradients, optimizer state and the loss stay fp32.
+    precision = resolve_mixed_precision(tcfg.get("mixed_precision", "auto"), "cuda" if use_cuda else "cpu")
+    accelerator = Accelerator(mixed_precision=precision, cpu=not use_cuda)
     rank, world = accelerator.process_index, accelerator.num_processes
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-                        format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    if not accelerator.is_main_process:
+        logging.getLogger().setLevel(logging.WARNING)
     if not use_cuda:
         torch.set_num_threads(int(tcfg.get("cpu_threads", 0)) or max(1, (os.cpu_count() or 1) // world))
     seed = int(cfg.get("seed", 0))
@@ -208,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(backbone_cfg, "rc_equivariant", False) and backbone_cfg.complement_map is None:
         backbone_cfg = backbone_cfg.replace(complement_map=list(tok.complement_map))
     model = (CausalLM if objective == "clm" else MaskedLM)(build_backbone(backbone_cfg))
-    log.info("model %s (%s): %.2fM parameters", mcfg["size"], backbone_cfg.arch, model.backbone.num_parameters() / 1e6)
+    log.info("model %s (%s): %.2fM parameters, mixed precision %s on %s", mcfg["size"], backbone_cfg.arch,
+             model.backbone.num_parameters() / 1e6, precision, accelerator.device)
 
     window, micro_bs, accum = int(dcfg["window"]), int(tcfg["batch_size"]), int(tcfg.get("grad_accum", 1))
     max_steps = int(tcfg["max_steps"])
@@ -229,7 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, tcfg) / float(tcfg["lr"]))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    raw_model = accelerator.unwrap_model(model)
+    # Without the fp32-output wrapper Accelerate puts around forward: training runs under the
+    # explicit accelerator.autocast() below, evaluation in plain fp32 (metrics stay fp32 and equal
+    # what the exported model scores when loaded).
+    raw_model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
     start_step = 0
     if args.resume and (last := latest_checkpoint(ckpt_dir)) is not None:
@@ -324,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     # (the multi-process test checks disjoint data and identical replicas with it).
     dump_state, seen = bool((cfg.get("debug") or {}).get("dump_rank_state")), []
     tokens_per_step = micro_bs * accum * window * world
-    t0, tokens_seen = time.time(), start_step * tokens_per_step
+    t0, tokens_seen, data_s = time.time(), start_step * tokens_per_step, 0.0
     bar = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps, disable=not accelerator.is_main_process,
                desc=f"{mcfg['size']} {objective}", unit="step", dynamic_ncols=True)
     model.train()
@@ -335,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         # the data and the MLM masks: a resumed run replays the same masks whatever ran before it.
         torch.manual_seed(step_seed(seed, step, -1, rank))
         micro = []
+        t_data = time.perf_counter()
         for _ in range(accum):
             batch = next(batches)
             if dump_state:
@@ -342,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
             codes = batch["seq"].numpy()  # (B, window) uint8
             ids = torch.as_tensor(tok.encode_codes(codes)).reshape(-1, L)  # (B * window / L, L)
             micro.append(ids)
+        data_s += time.perf_counter() - t_data  # reading + tokenising: should stay a small fraction
         # Count the targets of the whole accumulation window on every rank so the loss is a true
         # per-token mean (a mean of micro-batch means over-weights short or N-rich batches).
         prepared = []
@@ -385,11 +397,13 @@ def main(argv: list[str] | None = None) -> None:
         elapsed = time.time() - t0
         tps = (step + 1 - start_step) * tokens_per_step / max(elapsed, 1e-9)
         done = step + 1
-        bar.set_postfix(loss=f"{mean_loss:.4f}", bpb=f"{mean_loss / LN2:.3f}", L=L, tok_s=f"{tps:,.0f}")
+        bar.set_postfix(loss=f"{mean_loss:.4f}", bpb=f"{mean_loss / LN2:.3f}", L=L, tok_s=f"{tps:,.0f}",
+                        data=f"{data_s / max(elapsed, 1e-9):.0%}")
         if done % log_every == 0 or done == max_steps or done == start_step + 1:
             metrics.log(step=done, split="train", loss=f"{mean_loss:.6f}", bits_per_base=f"{mean_loss / LN2:.5f}",
                         perplexity=f"{math.exp(mean_loss):.4f}", lr=f"{scheduler.get_last_lr()[0]:.3e}", seq_len=L,
-                        tokens=tokens_seen, tokens_per_s=f"{tps:.1f}", elapsed_s=f"{elapsed:.1f}")
+                        tokens=tokens_seen, tokens_per_s=f"{tps:.1f}", elapsed_s=f"{elapsed:.1f}",
+                        data_frac=f"{data_s / max(elapsed, 1e-9):.4f}")
         if eval_every and (done % eval_every == 0 or done == max_steps):
             for name, eval_ds in eval_dss.items():
                 bpb, ppl = evaluate(eval_ds)

@@ -30,6 +30,7 @@ from bioseq.models import MaskedLM, build_backbone, mask_tokens  # noqa: E402
 from bioseq.models.heads import IGNORE_INDEX  # noqa: E402
 from bioseq.multiomic.corpus import DNAWindows, MixedCorpus, ProteinCrops, pack_greedy  # noqa: E402
 from bioseq.multiomic.tokens import get_joint_vocab, pad_batch, protein_token_mask  # noqa: E402
+from bioseq.utils.precision import autocast, resolve_mixed_precision  # noqa: E402
 from bioseq.utils.recipe_config import load_recipe_config  # noqa: E402
 
 
@@ -141,6 +142,8 @@ def main(argv: list[str]) -> dict:
     if cfg["train"].get("threads"):
         torch.set_num_threads(int(cfg["train"]["threads"]))
     device = torch.device(cfg["train"].get("device", "cpu") if torch.cuda.is_available() else "cpu")
+    # bf16 autocast where the hardware multiplies bf16 natively (CPUs included); weights stay fp32.
+    precision = resolve_mixed_precision(cfg["train"].get("mixed_precision", "auto"), device)
 
     # tokenizer: the joint vocabulary, tags <dna>/<rna>/<protein>, disjoint letter ids
     tok = get_joint_vocab()
@@ -187,14 +190,16 @@ def main(argv: list[str]) -> dict:
             g["lr"] = base * lr_factor(start)
         print(f"resumed from {last} at step {start}")
 
-    print(f"{type(backbone).__name__}: {backbone.num_parameters() / 1e6:.2f}M params, packing={packing}, device={device}")
+    print(f"{type(backbone).__name__}: {backbone.num_parameters() / 1e6:.2f}M params, packing={packing}, device={device}, "
+          f"mixed precision {precision}")
     metrics: dict = {}
     t0 = time.time()
     model.train()
     for step in range(start, total):
         masked, labels, real, seg = (x.to(device) if x is not None else None
                                      for x in make_batch(corpus, step, cfg, tok, packing, regular, seed))
-        loss, _ = mlm_loss(model, masked, labels, real, seg)
+        with autocast(device, precision):
+            loss, _ = mlm_loss(model, masked, labels, real, seg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])

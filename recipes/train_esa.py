@@ -41,6 +41,7 @@ from bioseq.align.encoder import tokens  # noqa: E402
 from bioseq.align.reference import read_reference  # noqa: E402
 from bioseq.align.simulate import mutate_read  # noqa: E402
 from bioseq.models import Embedder, build_backbone  # noqa: E402
+from bioseq.utils.precision import autocast, resolve_mixed_precision  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # config: YAML plus key=value overrides (values parsed as YAML so numbers and lists work)
@@ -56,6 +57,8 @@ for kv in args.overrides:
     cfg[k] = yaml.safe_load(v)
 torch.set_num_threads(int(cfg["threads"]))
 torch.manual_seed(cfg["seed"])
+# bf16 autocast where the CPU multiplies bf16 natively; weights, optimizer and loss stay fp32.
+PRECISION = resolve_mixed_precision(cfg.get("mixed_precision", "auto"), "cpu")
 out = Path(cfg["out"])
 out.mkdir(parents=True, exist_ok=True)
 F_LEN = int(cfg["fragment_len"])
@@ -162,7 +165,7 @@ steps, warm = int(cfg["steps"]), int(cfg["warmup"])
 sched = torch.optim.lr_scheduler.LambdaLR(
     opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
 )
-print(f"encoder: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
+print(f"encoder: {sum(p.numel() for p in model.parameters()):,} parameters, mixed precision {PRECISION}", flush=True)
 log = open(out / "log.csv", "w", newline="")
 writer = csv.writer(log)
 writer.writerow(["step", "loss", "lr", "elapsed_s", "train_top1", "heldout_top1"])
@@ -171,7 +174,9 @@ model.train()
 for step in range(1, steps + 1):
     rng = np.random.default_rng([cfg["seed"], step])  # data = f(seed, step): reproducible
     reads, frags, contains = make_batch(rng, train_g, cfg["batch_size"], cfg["hard_frac"])
-    loss = info_nce(encode(model, reads, R_MAX), encode(model, frags, F_LEN), contains, cfg["temperature"])
+    with autocast("cpu", PRECISION):
+        r, f = encode(model, reads, R_MAX), encode(model, frags, F_LEN)
+    loss = info_nce(r.float(), f.float(), contains, cfg["temperature"])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -24,6 +24,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from bioseq.models.base import Backbone, build_backbone
+from bioseq.models.checkpoints import resolve as resolve_checkpoint
 from bioseq.models.config import load_config
 
 IGNORE_INDEX = -100
@@ -116,7 +117,8 @@ class PreTrainedModel(nn.Module):
     def from_pretrained(cls, directory: str | os.PathLike, map_location: str = "cpu", **head_overrides: Any):
         """Load a model saved by :meth:`save_pretrained`. ``cls`` may be a different head type
         than the saved one (e.g. a classifier from a pretrained LM): the backbone weights load,
-        head weights missing from the file start fresh."""
+        head weights missing from the file start fresh. ``directory`` may also name a shipped
+        checkpoint (:mod:`bioseq.models.checkpoints`)."""
         from safetensors import SafetensorError
 
         from bioseq.models.checkpoint import (
@@ -129,7 +131,7 @@ class PreTrainedModel(nn.Module):
 
         # Everything is checked before anything is built: config.json (keys, types, sizes, the
         # parameter count on the meta device), then that model.safetensors is complete.
-        directory = Path(directory)
+        directory = resolve_checkpoint(directory)
         cfg_path = directory / "config.json"
         cfg = read_checkpoint_config(directory, FORMAT_VERSION)
         if cfg["model_type"] not in _HEADS:
@@ -159,7 +161,9 @@ class PreTrainedModel(nn.Module):
 
 
 def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> PreTrainedModel:
-    """Load any saved bioseq model, dispatching on ``model_type`` in its ``config.json``."""
+    """Load any saved bioseq model, dispatching on ``model_type`` in its ``config.json``.
+    ``directory`` is a checkpoint folder or the name of a shipped checkpoint
+    (``bioseq models list``)."""
     return PreTrainedModel.from_pretrained(directory, map_location=map_location)
 
 

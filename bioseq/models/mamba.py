@@ -55,6 +55,7 @@ from bioseq.models.config import (
     register_module,
     register_size,
 )
+from bioseq.utils.precision import fp32_region
 
 #: HyenaDNA character vocabulary: [CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK] A C G T N
 DNA_VOCAB_SIZE = 12
@@ -225,6 +226,19 @@ class _SelectiveScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w, dt, A, B, C, h0, T: int, blk: int):
+        # The scan stays in fp32 under autocast: its products of decays spanning exp(+-LOG_RANGE/2)
+        # and the long cumulative sums would lose most of their bits in bf16.
+        with fp32_region(w):
+            return _SelectiveScan._forward(ctx, w, dt, A, B, C, h0, T, blk)
+
+    @staticmethod
+    def backward(ctx, gy, gh):
+        w = ctx.saved_tensors[0]
+        with fp32_region(w):
+            return _SelectiveScan._backward(ctx, gy.to(w.dtype), None if gh is None else gh.to(w.dtype))
+
+    @staticmethod
+    def _forward(ctx, w, dt, A, B, C, h0, T: int, blk: int):
         # w = dt * x, dt: (b, L, d) with L % T == 0; A: (d, n); B, C: (b, L, n); h0: (b, d, n)
         b, L, d = w.shape
         n = A.shape[-1]
@@ -241,7 +255,7 @@ class _SelectiveScan(torch.autograd.Function):
         return torch.cat(ys, 1), h
 
     @staticmethod
-    def backward(ctx, gy, gh):
+    def _backward(ctx, gy, gh):
         w, dt, A, B, C, starts = ctx.saved_tensors
         T, blk = ctx.T, ctx.blk
         b, L, d = w.shape

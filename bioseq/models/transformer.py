@@ -73,6 +73,9 @@ class Attention(nn.Module):
             c, s = cos[:, None, None], sin[:, None, None]
         else:  # per-token positions (B, 1, L, hd/2) -> (B, L, 1, 1, hd/2)
             c, s = cos.permute(0, 2, 1, 3)[:, :, None], sin.permute(0, 2, 1, 3)[:, :, None]
+        # in the projection's dtype (bf16 under autocast): fp32 tables would promote q and k to fp32
+        # and cost two full-size casts per layer
+        c, s = c.to(qkv.dtype), s.to(qkv.dtype)
         q, k = apply_rope(qkv[:, :, :2], c, s).permute(2, 0, 3, 1, 4)  # 2 x (B, H, L, hd)
         v = qkv[:, :, 2].transpose(1, 2)  # (B, H, L, hd)
         mask = None
