@@ -26,7 +26,7 @@ from torch import nn
 
 from bioseq.design.denoisers import Denoiser, build_denoiser
 from bioseq.design.paths import DirichletPath, LinearPath, build_path
-from bioseq.models.checkpoint import check_safetensors
+from bioseq.models.validation import check_safetensors
 
 FORMAT = "bioseq-design"
 FORMAT_VERSION = 1

@@ -252,7 +252,7 @@ def load_config(spec: str | Path | dict[str, Any], **overrides: Any) -> Backbone
 
         d = read_json_object(p, ConfigError)
         if "backbone" in d:  # a full model config.json nests the backbone config
-            from bioseq.models.checkpoint import backbone_dict  # never resolved outside its folder
+            from bioseq.models.validation import backbone_dict  # never resolved outside its folder
 
             d = dict(backbone_dict(p.parent, d["backbone"]))
         try:

@@ -121,7 +121,7 @@ class PreTrainedModel(nn.Module):
         checkpoint (:mod:`bioseq.models.checkpoints`)."""
         from safetensors import SafetensorError
 
-        from bioseq.models.checkpoint import (
+        from bioseq.models.validation import (
             CheckpointError,
             check_head_config,
             check_model_size,

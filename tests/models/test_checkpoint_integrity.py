@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bioseq.models import CausalLM, build_backbone, load_config, load_pretrained
-from bioseq.models.checkpoint import CheckpointError
+from bioseq.models.validation import CheckpointError
 from bioseq.models.config import ConfigError
 from bioseq.models.heads import SequenceClassifier
 
