@@ -49,7 +49,7 @@ from bioseq.utils.jsonfile import read_json_object
 
 FORMAT = "bioseq-esa-index"
 FORMAT_VERSION = 1  # "files" (sizes + SHA-256) is optional, so version 1 readers still read new indexes
-FILES = ("reference.npy", "fragments.npy", "embeddings.npy", "faiss.index", "minimizers.npz")
+FILES = ("reference.npy", "fragments.npy", "embeddings.npy", "faiss.index", "minimizers.npz")  # all required
 HASH_ON_OPEN_BYTES = 64 << 20  # files up to this size are hashed on every open (~0.1 s each at most)
 
 
@@ -158,8 +158,8 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
         np.save(tmp / "embeddings.npy", emb)
         faiss.write_index(index, str(tmp / "faiss.index"))
         np.savez(tmp / "minimizers.npz", hashes=hashes, positions=positions)
-        manifest["files"] = {name: {"size": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
-                             for name in FILES}
+        manifest["files"] = {f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)}
+                             for f in sorted(tmp.iterdir()) if f.name != "manifest.json"}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         old = None
         if out.exists():
@@ -277,10 +277,13 @@ def read_manifest(path: Path) -> dict:
             raise IndexError_(f"{mf}: contigs[{j}] ({c['name']!r}) starts at {c['offset']}, expected {pos}")
         pos += c["length"]
     files = manifest.get("files")
-    if files is not None and not (isinstance(files, dict) and all(
-            isinstance(files.get(n), dict) and isinstance(files[n].get("size"), int)
-            and isinstance(files[n].get("sha256"), str) for n in FILES)):
-        raise IndexError_(f"{mf}: 'files' must record the size and sha256 of {', '.join(FILES)}")
+    if files is not None:  # file name -> {size, sha256}; names are plain names inside the index folder
+        if not isinstance(files, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("size"), int) and isinstance(v.get("sha256"), str)
+                and "/" not in n and "\\" not in n and not n.startswith(".") for n, v in files.items()):
+            raise IndexError_(f"{mf}: 'files' must map plain file names to their size and sha256")
+        if missing := [n for n in FILES if n not in files]:
+            raise IndexError_(f"{mf}: 'files' does not record {', '.join(missing)}")
     return manifest
 
 
@@ -288,7 +291,7 @@ def check_files(path: Path, manifest: dict, hash_up_to: int | None = HASH_ON_OPE
     """Every index file exists, has the size the manifest records, and (up to ``hash_up_to``
     bytes, None = all) its SHA-256."""
     recorded = manifest.get("files") or {}
-    for name in FILES:
+    for name in dict.fromkeys([*FILES, *recorded]):
         f = path / name
         if not f.is_file():
             raise IndexError_(f"{path}: {name} is missing; rebuild the index with `bioseq index`")

@@ -162,3 +162,16 @@ def test_hnsw_index_without_recorded_size_truncated(tmp_path, lambda_fasta, tiny
     with pytest.raises(IndexError_, match="faiss.index: FAISS cannot read it"):
         _ = idx.faiss_index
     assert any("FAISS cannot read it" in p for p in verify_index(out))
+
+
+def test_files_record_names_only_files_inside_the_index(index):
+    m = json.loads((index / "manifest.json").read_text())
+    m["files"]["../elsewhere.npy"] = {"size": 1, "sha256": "0" * 64}
+    (index / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexError_, match="'files' must map plain file names"):
+        load_index(index)
+    del m["files"]["../elsewhere.npy"]
+    m["files"]["extra.npy"] = {"size": 1, "sha256": "0" * 64}  # recorded, but gone
+    (index / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexError_, match="extra.npy is missing"):
+        load_index(index)
