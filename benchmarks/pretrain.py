@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def run_config(cfg: Path, out: Path, steps: int, extra: list[str]) -> float:
-    args = [sys.executable, "recipes/pretrain.py", "--config", str(cfg), f"output_dir={out}", f"train.max_steps={steps}",
+    args = [sys.executable, "recipes/pretrain.py", "--config", str(cfg), "--overwrite", f"output_dir={out}", f"train.max_steps={steps}",
             "train.time_limit_s=null", f"eval.every={max(1, steps // 2)}", f"checkpoint.every={steps}", "eval.markov_baseline=false",
             f"train.seq_warmup.steps_per_stage={max(1, steps // 10)}", *extra]
     t0 = time.time()

@@ -16,6 +16,14 @@ Guarantees worth knowing before you change it:
   for step.
 - Ranks read disjoint windows: the DistributedWindowSampler shards indices; the DataLoader is
   therefore NOT passed through ``accelerator.prepare`` (it would shard a second time).
+- ``--resume`` is bit-exact: the global RNG (dropout) is reseeded from (seed, step, rank) every step,
+  the DataLoader draws its worker seeds from its own generator, and the model, optimizer, scheduler
+  and RNG states come back from the checkpoint. A checkpoint folder ``checkpoints/step_<n>`` appears
+  only complete (written as ``.step_<n>.partial`` and renamed, ``trainer_state.json`` last).
+- ``--resume`` trusts its own output folder only: Accelerate's ``load_state`` unpickles the optimizer
+  and RNG states, so never resume from a checkpoint folder someone else gave you.
+- A fresh run (no ``--resume``) refuses an output_dir that holds an earlier run's checkpoints or
+  export, which a later ``--resume`` would otherwise pick up; ``--overwrite`` deletes them first.
 - Tokens per optimizer step are constant: sequence-length warmup (HyenaDNA) cuts each full window
   into shorter pieces (double L, halve the batch), and the loss is a per-token mean over the whole
   accumulation window and all ranks, not a mean of per-micro-batch means.
@@ -79,8 +87,12 @@ def lr_at(step: int, cfg: dict) -> float:
     return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    return hash((seed, step, micro, rank)) & 0x7FFF_FFFF_FFFF  # ints hash the same in every process
+
+
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
-    return torch.Generator().manual_seed(hash((seed, step, micro, rank)) & 0x7FFF_FFFF_FFFF)
+    return torch.Generator().manual_seed(step_seed(seed, step, micro, rank))
 
 
 class CSVLogger:
@@ -101,9 +113,37 @@ class CSVLogger:
                 csv.writer(f).writerow([row.get(c, "") for c in self.COLUMNS])
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a complete checkpoint folder ``step_<n>`` (None if incomplete or unreadable)."""
+    if not (path.name.startswith("step_") and path.name[5:].isdigit()):
+        return None
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return state["step"] if isinstance(state, dict) and state.get("step") == int(path.name[5:]) else None
+
+
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    done = [p for p in ckpt_dir.glob("step_*") if (p / "trainer_state.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
+    done = [p for p in ckpt_dir.glob("step_*") if checkpoint_step(p) is not None]
+    return max(done, key=checkpoint_step) if done else None
+
+
+def previous_run_outputs(out: Path) -> list[Path]:
+    """What an earlier run left in ``out`` that a fresh run must not mix with (or resume from)."""
+    ckpt = out / "checkpoints"
+    found = sorted(ckpt.glob("step_*"), key=lambda p: (len(p.name), p.name)) if ckpt.is_dir() else []
+    return found + [p for p in (out / "final", out / "metrics.csv") if p.exists()] + sorted(out.glob("rank_*.json"))
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write JSON under a temporary name, fsync, rename: a kill never leaves a truncated file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(obj))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,7 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     # ------------------------------------------------------------------------------------------
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="YAML recipe config")
-    ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir "
+                    "(trusted folders only: checkpoints hold pickled optimizer/RNG state)")
+    ap.add_argument("--overwrite", action="store_true", help="start afresh in an output_dir that holds an earlier "
+                    "run: delete its checkpoints, final/ export and metrics.csv first")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-3")
     args = ap.parse_args(argv)
     cfg = load_recipe_config(args.config, args.overrides)
@@ -134,8 +177,22 @@ def main(argv: list[str] | None = None) -> None:
 
     out = Path(cfg["output_dir"])
     ckpt_dir = out / "checkpoints"
+    if not args.resume and (old := previous_run_outputs(out)):
+        # A fresh run must not leave an earlier run's step_* folders for a later --resume to pick up
+        # (nor silently delete days of someone's checkpoints because --resume was forgotten).
+        if not args.overwrite:
+            raise SystemExit(f"error: {out} holds an earlier run ({', '.join(str(p.relative_to(out)) for p in old[:3])}"
+                             f"{', ...' if len(old) > 3 else ''}); continue it with --resume, or pass --overwrite "
+                             "to delete it and start afresh")
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            for p in old:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for partial in ckpt_dir.glob(".step_*.partial"):  # left by a run killed while saving
+            shutil.rmtree(partial, ignore_errors=True)
         (out / "recipe_config.json").write_text(json.dumps(cfg, indent=2))
 
     # Genome store: build it from FASTA once (idempotent; main process only), or use a given one.
@@ -187,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     start_step = 0
     if args.resume and (last := latest_checkpoint(ckpt_dir)) is not None:
         accelerator.load_state(str(last))
-        start_step = json.loads((last / "trainer_state.json").read_text())["step"]
+        start_step = checkpoint_step(last)
         log.info("resumed from %s at step %d", last, start_step)
     elif args.resume:
         log.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
@@ -198,8 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     workers = int(dcfg.get("num_workers", 0))
     # zarr 3 keeps an event-loop thread: workers are spawned, never forked from a process that has
     # touched the store (the dataset reopens it lazily inside each worker).
+    # The loader gets its own generator: iter() draws worker seeds from it, and drawing them from
+    # the global RNG would shift the dropout stream of a resumed run against an uninterrupted one.
     loader = DataLoader(train_ds, batch_size=None, sampler=sampler, num_workers=workers,
-                        multiprocessing_context="spawn" if workers else None, persistent_workers=workers > 0)
+                        multiprocessing_context="spawn" if workers else None, persistent_workers=workers > 0,
+                        generator=torch.Generator().manual_seed(seed))
     batches = iter(loader)
     nuc_ids = torch.as_tensor(tok.encode_codes(np.arange(4, dtype=np.uint8)))  # ids of A, C, G, T
 
@@ -244,13 +304,23 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
 
     def save_checkpoint(step: int) -> None:
-        path = ckpt_dir / f"step_{step}"
-        accelerator.save_state(str(path))
+        # Every rank writes into .step_<n>.partial; once all are done the main process adds
+        # trainer_state.json and renames the folder, so a kill at any moment leaves either no
+        # step_<n> or a complete one (a stale .partial is removed on the next start).
+        path, partial = ckpt_dir / f"step_{step}", ckpt_dir / f".step_{step}.partial"
+        if accelerator.is_main_process and partial.exists():
+            shutil.rmtree(partial)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(partial))
+        accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            # trainer_state.json is written last: a checkpoint without it is incomplete and ignored.
-            (path / "trainer_state.json").write_text(json.dumps({"step": step, "config": args.config}))
+            write_json_atomic(partial / "trainer_state.json", {"step": step, "config": args.config})
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(partial, path)
             keep = int(cfg["checkpoint"].get("keep_last", 2))
-            for old in sorted(ckpt_dir.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))[:-keep]:
+            done = sorted((p for p in ckpt_dir.glob("step_*") if checkpoint_step(p) is not None), key=checkpoint_step)
+            for old in done[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
             log.info("saved checkpoint step=%d to %s", step, path)
         accelerator.wait_for_everyone()
@@ -263,13 +333,17 @@ def main(argv: list[str] | None = None) -> None:
     # debug.dump_rank_state: each rank writes the windows it read and a hash of its weights
     # (the multi-process test checks disjoint data and identical replicas with it).
     dump_state, seen = bool((cfg.get("debug") or {}).get("dump_rank_state")), []
-    t0, tokens_seen, data_s = time.time(), 0, 0.0
+    tokens_per_step = micro_bs * accum * window * world
+    t0, tokens_seen, data_s = time.time(), start_step * tokens_per_step, 0.0
     bar = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps, disable=not accelerator.is_main_process,
                desc=f"{mcfg['size']} {objective}", unit="step", dynamic_ncols=True)
     model.train()
     step = start_step
     for step in bar:
         L = seq_len_at(step, window, tcfg.get("seq_warmup"))
+        # Dropout (and any other draw from the global RNG) is a function of (seed, step, rank), like
+        # the data and the MLM masks: a resumed run replays the same masks whatever ran before it.
+        torch.manual_seed(step_seed(seed, step, -1, rank))
         micro = []
         t_data = time.perf_counter()
         for _ in range(accum):
@@ -319,9 +393,9 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.zero_grad(set_to_none=True)
 
         mean_loss = (accelerator.reduce(step_loss, "sum") / total.clamp_min(1)).item()
-        tokens_seen += micro_bs * accum * window * world
+        tokens_seen += tokens_per_step
         elapsed = time.time() - t0
-        tps = tokens_seen / max(elapsed, 1e-9)
+        tps = (step + 1 - start_step) * tokens_per_step / max(elapsed, 1e-9)
         done = step + 1
         bar.set_postfix(loss=f"{mean_loss:.4f}", bpb=f"{mean_loss / LN2:.3f}", L=L, tok_s=f"{tps:,.0f}",
                         data=f"{data_s / max(elapsed, 1e-9):.0%}")

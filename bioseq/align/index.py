@@ -13,6 +13,15 @@ leaves something that looks complete)::
       faiss.index       inner-product index over the embeddings (flat, or HNSW for large genomes)
       minimizers.npz    sorted minimizer hashes and their global positions
 
+Integrity: the manifest (written last) records the size and SHA-256 of every other file. Opening
+an index checks what is cheap: the manifest's keys and types, every file's size, the SHA-256 of
+files up to :data:`HASH_ON_OPEN_BYTES`, array shapes and dtypes, and the FAISS file's header
+(magic, dimension, vector count, and for flat indexes its exact size) *before* FAISS parses it,
+since ``faiss.read_index`` aborts the process on a malformed file. :func:`verify_index`
+(``bioseq index --verify``, ``bioseq align --verify-index``) also hashes every file and recomputes
+each contig's MD5 from ``reference.npy``. Indexes written before sizes and hashes were recorded
+still open, with the shape and header checks only.
+
 Fragments of ``fragment_len`` bp are tiled every ``stride`` bp per contig (the last one flush with
 the contig end), so every read window of up to ``fragment_len - stride`` bp lies wholly inside at
 least one fragment. Reads longer than that are embedded as several windows.
@@ -20,9 +29,12 @@ least one fragment. Reads longer than that are embedded as several windows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import struct
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +44,12 @@ from bioseq.align.encoder import Encoder
 from bioseq.align.minimizers import SeedTable, build_table
 from bioseq.align.reference import Contig, InputError, read_reference
 from bioseq.io.atomic import atomic_dir, check_output
+from bioseq.utils.jsonfile import read_json_object
 
 FORMAT = "bioseq-esa-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # "files" (sizes + SHA-256) is optional, so version 1 readers still read new indexes
+FILES = ("reference.npy", "fragments.npy", "embeddings.npy", "faiss.index", "minimizers.npz")  # all required
+HASH_ON_OPEN_BYTES = 64 << 20  # files up to this size are hashed on every open (~0.1 s each at most)
 
 
 class IndexError_(InputError):
@@ -143,6 +158,8 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
         np.save(tmp / "embeddings.npy", emb)
         faiss.write_index(index, str(tmp / "faiss.index"))
         np.savez(tmp / "minimizers.npz", hashes=hashes, positions=positions)
+        manifest["files"] = {f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)}
+                             for f in sorted(tmp.iterdir()) if f.name != "manifest.json"}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     if world > 1:
         state.wait_for_everyone()
@@ -188,7 +205,12 @@ class Index:
         if self._faiss is None:
             import faiss
 
-            self._faiss = faiss.read_index(str(self.path / "faiss.index"))
+            try:  # load_index checked size and header; this catches what only FAISS can see
+                self._faiss = faiss.read_index(str(self.path / "faiss.index"))
+            except RuntimeError as e:
+                first = str(e).strip().rsplit("Error: ", 1)[-1][:200]
+                raise IndexError_(f"{self.path / 'faiss.index'}: FAISS cannot read it ({first}); "
+                                  "rebuild the index with `bioseq index`") from None
             if self.manifest["faiss"].startswith("hnsw"):
                 self._faiss.hnsw.efSearch = self.ef_search
         return self._faiss
@@ -197,29 +219,183 @@ class Index:
         return int(np.searchsorted(self.offsets, pos, "right") - 1)
 
 
-def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int = 128) -> Index:
-    """Open an index, checking its format, version and (if given) that ``encoder`` built it."""
-    path = Path(path)
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+_MANIFEST_KEYS = {"format": str, "format_version": int, "encoder": dict, "fragment_len": int, "stride": int,
+                  "window": int, "k": int, "w": int, "faiss": str, "n_fragments": int, "contigs": list}
+_CONTIG_KEYS = {"name": str, "length": int, "md5": str, "offset": int}
+
+
+def read_manifest(path: Path) -> dict:
+    """``manifest.json`` of the index at ``path``, with every key the reader uses checked."""
     mf = path / "manifest.json"
     if not mf.exists():
         raise IndexError_(f"{path}: not a bioseq alignment index (no manifest.json); build one with `bioseq index`")
-    manifest = json.loads(mf.read_text())
+    manifest = read_json_object(mf, IndexError_)
     if manifest.get("format") != FORMAT:
         raise IndexError_(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexError_(f"{path}: index format_version {manifest.get('format_version')} is not supported "
                           f"(this bioseq reads version {FORMAT_VERSION}); rebuild it with `bioseq index`")
+
+    def check(obj: dict, keys: dict, where: str) -> None:
+        for k, t in keys.items():
+            if k not in obj:
+                raise IndexError_(f"{mf}: {where}lacks the key {k!r}; rebuild the index with `bioseq index`")
+            v = obj[k]
+            if not isinstance(v, t) or isinstance(v, bool) or (t is int and v < 0):
+                raise IndexError_(f"{mf}: {where}{k!r} must be {'a non-negative int' if t is int else t.__name__}, "
+                                  f"got {v!r}")
+
+    check(manifest, _MANIFEST_KEYS, "")
+    check(manifest["encoder"], {"fingerprint": str}, "encoder: ")
+    if not manifest["contigs"]:
+        raise IndexError_(f"{mf}: no contigs")
+    pos = 0
+    for j, c in enumerate(manifest["contigs"]):
+        if not isinstance(c, dict):
+            raise IndexError_(f"{mf}: contigs[{j}] is not an object")
+        check(c, _CONTIG_KEYS, f"contigs[{j}]: ")
+        if c["offset"] != pos:
+            raise IndexError_(f"{mf}: contigs[{j}] ({c['name']!r}) starts at {c['offset']}, expected {pos}")
+        pos += c["length"]
+    files = manifest.get("files")
+    if files is not None:  # file name -> {size, sha256}; names are plain names inside the index folder
+        if not isinstance(files, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("size"), int) and isinstance(v.get("sha256"), str)
+                and "/" not in n and "\\" not in n and not n.startswith(".") for n, v in files.items()):
+            raise IndexError_(f"{mf}: 'files' must map plain file names to their size and sha256")
+        if missing := [n for n in FILES if n not in files]:
+            raise IndexError_(f"{mf}: 'files' does not record {', '.join(missing)}")
+    return manifest
+
+
+def check_files(path: Path, manifest: dict, hash_up_to: int | None = HASH_ON_OPEN_BYTES) -> None:
+    """Every index file exists, has the size the manifest records, and (up to ``hash_up_to``
+    bytes, None = all) its SHA-256."""
+    recorded = manifest.get("files") or {}
+    for name in dict.fromkeys([*FILES, *recorded]):
+        f = path / name
+        if not f.is_file():
+            raise IndexError_(f"{path}: {name} is missing; rebuild the index with `bioseq index`")
+        if name not in recorded:
+            continue
+        size, want = f.stat().st_size, recorded[name]
+        if size != want["size"]:
+            raise IndexError_(f"{f}: {size:,} bytes, the manifest records {want['size']:,} "
+                              "(truncated or replaced); rebuild the index with `bioseq index`")
+        if (hash_up_to is None or size <= hash_up_to) and file_sha256(f) != want["sha256"]:
+            raise IndexError_(f"{f}: SHA-256 differs from the manifest's (the file is corrupted); "
+                              "rebuild the index with `bioseq index`")
+
+
+_FAISS_MAGIC = {"flat": b"IxFI", "hnsw": b"IHNf"}
+_FAISS_HEADER = struct.Struct("<4siqqq?i")  # fourcc, d, ntotal, 2 unused, is_trained, metric (37 bytes)
+
+
+def check_faiss_header(path: Path, manifest: dict, dim: int) -> None:
+    """Check ``faiss.index`` against the manifest before FAISS reads it: FAISS parses the file in
+    C++ and aborts the whole process (no exception) on a truncated or malformed one."""
+    f = path / "faiss.index"
+    size = f.stat().st_size
+    with open(f, "rb") as fh:
+        head = fh.read(_FAISS_HEADER.size + 8)
+    kind = "hnsw" if manifest["faiss"].startswith("hnsw") else manifest["faiss"]
+    if kind not in _FAISS_MAGIC:
+        raise IndexError_(f"{path}/manifest.json: unknown FAISS kind {manifest['faiss']!r}")
+    if len(head) < _FAISS_HEADER.size + 8:
+        raise IndexError_(f"{f}: truncated ({size} bytes)")
+    magic, d, ntotal, _, _, _, metric = _FAISS_HEADER.unpack_from(head)
+    n = manifest["n_fragments"]
+    if magic != _FAISS_MAGIC[kind] or d != dim or ntotal != n or metric != 0:  # 0: METRIC_INNER_PRODUCT
+        raise IndexError_(f"{f}: header says {magic!r} d={d} n={ntotal} metric={metric}, the index needs "
+                          f"{_FAISS_MAGIC[kind]!r} d={dim} n={n} inner product; rebuild the index with `bioseq index`")
+    if kind == "flat":  # header, then a length-prefixed float vector of n * d
+        (count,) = struct.unpack_from("<Q", head, _FAISS_HEADER.size)
+        if count != n * d or size != _FAISS_HEADER.size + 8 + 4 * n * d:
+            raise IndexError_(f"{f}: {size:,} bytes, a flat index of {n} x {d} takes "
+                              f"{_FAISS_HEADER.size + 8 + 4 * n * d:,} (truncated?)")
+
+
+def _load_array(f: Path, **kwargs):
+    try:
+        return np.load(f, allow_pickle=False, **kwargs)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise IndexError_(f"{f}: unreadable ({e}); rebuild the index with `bioseq index`") from None
+
+
+def _expect(f: Path, arr: np.ndarray, shape: tuple, dtype: str) -> None:
+    if arr.shape != shape or arr.dtype != np.dtype(dtype):
+        raise IndexError_(f"{f}: array {arr.shape} {arr.dtype}, the manifest implies {shape} {dtype}")
+
+
+def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int = 128) -> Index:
+    """Open an index, checking its format, version, files (see the module docstring) and, if
+    given, that ``encoder`` built it.
+
+    Raises:
+        IndexError_: naming the file and the problem.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
     if encoder is not None and manifest["encoder"]["fingerprint"] != encoder.fingerprint:
         raise IndexError_(f"{path}: built with encoder {manifest['encoder']['fingerprint']} but aligning with "
                           f"encoder {encoder.fingerprint} ({encoder.path}); embeddings from different encoders "
                           f"are not comparable: rebuild the index or pass the matching --encoder")
-    ref = np.load(path / "reference.npy")
+    check_files(path, manifest)
+    total = sum(c["length"] for c in manifest["contigs"])
+    n = manifest["n_fragments"]
+    ref = _load_array(path / "reference.npy")
+    _expect(path / "reference.npy", ref, (total,), "uint8")
+    fragments = _load_array(path / "fragments.npy")
+    _expect(path / "fragments.npy", fragments, (n,), "int64")
+    if n and (fragments.min() < 0 or fragments.max() >= total):
+        raise IndexError_(f"{path / 'fragments.npy'}: fragment starts outside the reference")
+    # embeddings are read in place (memory-mapped): only the fragments a search touches are paged in
+    emb = _load_array(path / "embeddings.npy", mmap_mode="r")
+    dim = emb.shape[1] if emb.ndim == 2 else -1
+    _expect(path / "embeddings.npy", emb, (n, dim if encoder is None else encoder.dim), "float32")
+    check_faiss_header(path, manifest, dim)
+    with _load_array(path / "minimizers.npz") as mz:
+        try:
+            hashes, positions = mz["hashes"], mz["positions"]
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise IndexError_(f"{path / 'minimizers.npz'}: unreadable ({e})") from None
+    if hashes.shape != positions.shape or hashes.ndim != 1:
+        raise IndexError_(f"{path / 'minimizers.npz'}: hashes {hashes.shape} and positions {positions.shape} differ")
+    seeds = SeedTable(hashes, positions, manifest["k"], manifest["w"])
     contigs = [Contig(c["name"], ref[c["offset"]: c["offset"] + c["length"]]) for c in manifest["contigs"]]
     offsets = np.array([c["offset"] for c in manifest["contigs"]] + [ref.shape[0]], dtype=np.int64)
-    if not (path / "faiss.index").exists():
-        raise IndexError_(f"{path}: faiss.index is missing; rebuild the index with `bioseq index`")
-    mz = np.load(path / "minimizers.npz")
-    seeds = SeedTable(mz["hashes"], mz["positions"], manifest["k"], manifest["w"])
-    # embeddings are read in place (memory-mapped): only the fragments a search touches are paged in
-    return Index(path, manifest, ref, np.load(path / "fragments.npy"), np.load(path / "embeddings.npy", mmap_mode="r"),
-                 seeds, contigs, offsets, ef_search)
+    return Index(path, manifest, ref, fragments, emb, seeds, contigs, offsets, ef_search)
+
+
+def verify_index(path: str | Path, encoder: Encoder | None = None) -> list[str]:
+    """Everything :func:`load_index` checks, plus the SHA-256 of every file, each contig's MD5
+    recomputed from ``reference.npy``, and FAISS's own reading of ``faiss.index``.
+
+    Returns:
+        problems (empty when the index is intact); each names the file or contig.
+    """
+    path = Path(path)
+    try:
+        idx = load_index(path, encoder)
+        check_files(path, idx.manifest, hash_up_to=None)
+    except IndexError_ as e:
+        return [str(e)]
+    problems = [f"{path}: contig {c.name!r}: MD5 of reference.npy's bases is {c.md5}, the manifest records {m['md5']}"
+                for c, m in zip(idx.contigs, idx.manifest["contigs"], strict=True) if c.md5 != m["md5"]]
+    try:
+        fi = idx.faiss_index
+    except IndexError_ as e:
+        return problems + [str(e)]
+    if fi.ntotal != idx.manifest["n_fragments"] or fi.d != idx.embeddings.shape[1]:
+        problems.append(f"{path / 'faiss.index'}: {fi.ntotal} vectors of {fi.d}, expected "
+                        f"{idx.manifest['n_fragments']} of {idx.embeddings.shape[1]}")
+    return problems

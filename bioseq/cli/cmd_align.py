@@ -29,12 +29,15 @@ def command(
     secondary: int = typer.Option(0, "--secondary", min=0, help="Secondary alignments to report per read."),
     batch_size: int = typer.Option(2048, "--batch-size", min=1, help="Reads per batch (affects speed, never output)."),
     encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint (default: the bundled one)."),
+    verify_index: bool = typer.Option(False, "--verify-index", help="Check the whole index first (file hashes, "
+                                      "contig MD5s): slower to start on large genomes; opening always checks sizes and headers."),
 ) -> None:
     """Seed both strands of every read against the index, embed and search the top-K fragments for
     reads the seeds miss (--mode rescue), realign the candidates and write SAM/BAM."""
     from bioseq.align.aligner import Aligner, AlignParams
     from bioseq.align.encoder import load_encoder
     from bioseq.align.index import load_index
+    from bioseq.align.index import verify_index as verify
     from bioseq.align.pipeline import align_files
     from bioseq.align.reference import InputError
 
@@ -46,6 +49,8 @@ def command(
         params = AlignParams(top_k=top_k, mode=mode, max_align=max_align, min_score=min_score, min_len=min_len,
                              max_insert=max_insert, secondary=secondary)
         enc = load_encoder(encoder, threads=threads)
+        if verify_index and (problems := verify(index, enc)):
+            raise InputError("; ".join(problems))
         idx = _open_index(load_index, index, enc)
         cl = "bioseq align " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a != "align") if sys.argv else "bioseq align"
         stats = align_files(Aligner(idx, enc, params), [reads] + ([reads2] if reads2 else []), out, threads,

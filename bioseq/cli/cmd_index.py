@@ -22,6 +22,8 @@ def command(
     hnsw_above: int = typer.Option(100_000, "--hnsw-above", min=1, help="Use HNSW instead of an exact index above this many fragments."),
     threads: int = typer.Option(1, "-t", "--threads", min=1, help="Threads."),
     block: int = typer.Option(1024, "--block", min=1, help="Fragments per embedding block (the unit split across processes)."),
+    verify: bool = typer.Option(False, "--verify", help="Build nothing: check an existing index (REFERENCE may be the "
+                                "index itself): file hashes, contig MD5s of reference.npy, the FAISS file. Exit 1 on any problem."),
 ) -> None:
     """Tile the reference into overlapping fragments, embed them and build the FAISS + seed index.
 
@@ -38,6 +40,8 @@ def command(
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     out = out or Path(str(reference).removesuffix(".gz").removesuffix(".xz") + ".esa")
+    if verify:
+        raise typer.Exit(_verify(Path(reference) if (Path(reference) / "manifest.json").exists() else out))
     # before any work: -o must not be the reference, a folder that is not an index, or inside one
     check_output(out, [reference, encoder], directory=True, replaces=FORMAT)
     try:
@@ -54,3 +58,15 @@ def command(
     bp = sum(c["length"] for c in m["contigs"])
     typer.echo(f"{out}: {len(m['contigs'])} contigs, {bp:,} bp, {m['n_fragments']:,} fragments "
                f"({m['faiss']}), encoder {m['encoder']['fingerprint']}, {m['build_seconds']} s", err=True)
+
+
+def _verify(index: Path) -> int:
+    """``bioseq index --verify``: print each problem of the index at ``index``; the exit code."""
+    from bioseq.align.index import verify_index
+
+    problems = verify_index(index)
+    for p in problems:
+        typer.echo(f"bioseq index: error: {p}", err=True)
+    if not problems:
+        typer.echo(f"{index}: OK (file hashes, contig MD5s, FAISS index)", err=True)
+    return 1 if problems else 0

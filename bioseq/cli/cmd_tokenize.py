@@ -98,22 +98,69 @@ def encode(
                     raise TokenizerError(f"{source}: record {name!r}: {e}" if is_file else str(e)) from None
                 shown = tok.convert_ids_to_tokens(ids) if tokens else ids.tolist()
                 if json_out:
-                    yield json.dumps({"name": name, "tokens" if tokens else "ids": shown})
+                    yield json.dumps({"name": name, "tokens" if tokens else "ids": shown}) + "\n"
                 else:
                     if is_file:
-                        yield f">{name}"
-                    yield " ".join(map(str, shown))
+                        yield f">{name}\n"
+                    yield " ".join(map(str, shown)) + "\n"
 
         check_output(out, [source] if is_file else [])
+        from bioseq.tokenization.stream import streamable
+
+        # FASTA files with character / k-mer tokenizers are streamed: bounded memory whatever the
+        # record length (a chromosome's ids never sit in memory as one list or line).
+        write_all = (_stream_lines(tok, source, special, tokens, json_out)
+                     if is_file and not is_multi and not protein and streamable(tok) else lines())
         if out is None:
-            for line in lines():
-                sys.stdout.write(line + "\n")
+            for text in write_all:
+                sys.stdout.write(text)
         else:
             with atomic_file(out) as tmp, open(tmp, "w") as fh:
-                for line in lines():
-                    fh.write(line + "\n")
+                for text in write_all:
+                    fh.write(text)
     except (TokenizerError, SequenceFormatError, FileNotFoundError, KeyError, ValueError) as e:
         raise _fail(e) from None
+
+
+def _stream_lines(tok, source: str, special: bool, tokens: bool, json_out: bool) -> Iterator[str]:
+    """The text ``encode`` writes for a FASTA file, in pieces (see bioseq.tokenization.stream):
+    byte-identical to encoding each record whole."""
+    import numpy as np
+
+    from bioseq.tokenization import TokenizerError
+    from bioseq.tokenization.stream import encode_fasta_stream
+
+    def render(ids) -> list[str]:
+        if tokens:
+            shown = tok.convert_ids_to_tokens(ids)
+            return [json.dumps(t) for t in shown] if json_out else shown
+        return [str(i) for i in ids.tolist()]
+
+    sep = ", " if json_out else " "
+    specials = tok.apply_template(np.zeros(0, dtype=np.int64)) if special else np.zeros(0, dtype=np.int64)
+    n_prefix = len(tok.template["prefix"]) if special else 0
+    prefix, suffix = specials[:n_prefix], specials[n_prefix:]
+    first, open_record = True, False  # first: no separator before a record's first token
+
+    def close() -> str:
+        tail = sep.join(render(suffix)) if len(suffix) else ""
+        return ("" if first or not tail else sep) + tail + ("]}\n" if json_out else "\n")
+
+    try:
+        for name, ids in encode_fasta_stream(tok, source):
+            if name is not None:  # a new record: close the last one, open this one with its prefix
+                if open_record:
+                    yield close()
+                key = "tokens" if tokens else "ids"
+                yield f'{{"name": {json.dumps(name)}, "{key}": [' if json_out else f">{name}\n"
+                open_record, first, ids = True, True, prefix
+            if len(ids):
+                yield ("" if first else sep) + sep.join(render(ids))
+                first = False
+        if open_record:
+            yield close()
+    except TokenizerError as e:
+        raise TokenizerError(f"{source}: {e}") from None
 
 
 @app.command("train-bpe")

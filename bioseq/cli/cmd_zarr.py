@@ -91,3 +91,26 @@ def info(
         console = Console(width=200)
     console.print(table)
     console.print(f"{len(gs.genomes)} genomes, {len(gs.contigs)} contigs, {int(gs.lengths.sum()):,} bp")
+
+
+@app.command()
+def verify(
+    store: str = typer.Argument(..., help="Store path or fsspec URL."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Read every chunk and recompute every contig's MD5 against the store's record (exit 1 on any mismatch)."""
+    from bioseq.data.store import GenomeStore, StoreFormatError, StoreIntegrityError
+
+    try:
+        gs = GenomeStore.open(store)
+        problems = gs.verify(progress=not quiet)
+    except (StoreFormatError, StoreIntegrityError, FileNotFoundError) as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    for contig, problem in problems:
+        typer.secho(f"error: {store}: contig {contig.name!r} (genome {contig.genome!r}): {problem}", fg="red", err=True)
+    if problems:
+        typer.secho(f"{store}: {len(problems)} of {len(gs.contigs)} contigs FAILED verification", fg="red", err=True)
+        raise typer.Exit(1)
+    checks = "chunk CRC32Cs and contig MD5s" if gs.checksummed else "contig MD5s only (format v1: no chunk checksums)"
+    typer.echo(f"{store}: OK, {len(gs.contigs)} contigs, {int(gs.lengths.sum()):,} bp; checked {checks}")

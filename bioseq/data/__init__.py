@@ -16,6 +16,7 @@ _EXPORTS = {
     "GenomeStore": "store",
     "ContigInfo": "store",
     "StoreFormatError": "store",
+    "StoreIntegrityError": "store",
     "FORMAT_NAME": "store",
     "FORMAT_VERSION": "store",
     "WindowSampler": "sampling",

@@ -13,8 +13,12 @@ encoded bytes of one chunk directly and decodes them with numcodecs:
 
 Local stores use plain file reads (``os.pread``); other stores go through the zarr store's own
 ``get`` (with byte ranges), so remote URLs keep working. Arrays with any other codec chain are not
-handled here (``ChunkSource.direct`` is False) and the caller falls back to zarr. Chunks never
-written (all fill value) come back as None. The CRC32C of shard indexes is not checked.
+handled here (``ChunkSource.direct`` is False) and the caller falls back to zarr.
+
+Integrity (format version 2 stores): each chunk's codec chain ends in zarr's ``crc32c`` codec, whose
+4-byte CRC32C is checked here before the bytes reach the decompressor, and so is the CRC32C of each
+shard index. ``strict`` sources (version 2) raise :class:`StoreIntegrityError` for a chunk that is
+absent, instead of returning the fill value: version 2 stores write every chunk, even all-N ones.
 """
 
 from __future__ import annotations
@@ -27,19 +31,46 @@ import numpy as np
 _EMPTY = np.uint64(2**64 - 1)
 
 
+class StoreIntegrityError(ValueError):
+    """Stored data that fails a check: a missing chunk, a checksum mismatch, a truncated shard."""
+
+
+def crc32c(data: Any) -> int:
+    """CRC32C (Castagnoli) of a bytes-like object, the checksum of zarr's ``crc32c`` codec."""
+    import google_crc32c
+
+    return google_crc32c.value(data if isinstance(data, bytes) else bytes(data))  # it takes bytes only
+
+
+def strip_crc32c(raw: bytes, where: str) -> bytes:
+    """The payload of ``raw`` (bytes + 4-byte little-endian CRC32C), after checking the CRC."""
+    if len(raw) < 4:
+        raise StoreIntegrityError(f"{where}: {len(raw)} bytes, too short to hold its checksum")
+    body = raw[:-4]
+    stored = int.from_bytes(raw[-4:], "little")
+    if crc32c(body) != stored:
+        raise StoreIntegrityError(f"{where}: CRC32C mismatch (stored {stored:08x}, computed {crc32c(body):08x}): "
+                                  "the chunk file is corrupted")
+    return body
+
+
 class ChunkSource:
     """Encoded-chunk reader for one zarr v3 array (see the module docstring).
 
     Args:
         arr: the ``zarr.Array``.
+        strict: an absent chunk is an error (format version 2 writes every chunk), not the fill value.
     """
 
-    def __init__(self, arr: Any) -> None:
+    def __init__(self, arr: Any, strict: bool = False) -> None:
         import numcodecs
         from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
         from zarr.storage import LocalStore
 
         self.arr = arr
+        self.strict = strict
+        self.name = arr.store_path.path or "/"
+        self.crc = False  # the codec chain ends in crc32c
         self.decoder = None
         self.per_shard: int | None = None  # inner chunks per shard, None when unsharded
         self._indexes: dict[int, np.ndarray | None] = {}
@@ -56,6 +87,8 @@ class ChunkSource:
                 return
             self.per_shard = arr.metadata.chunk_grid.chunk_shape[0] // shard.chunk_shape[0]
             codecs = shard.codecs
+        if len(codecs) == 3 and isinstance(codecs[2], Crc32cCodec):
+            self.crc, codecs = True, codecs[:2]
         if len(codecs) == 2 and isinstance(codecs[0], BytesCodec):
             if isinstance(codecs[1], BloscCodec):
                 self.decoder = numcodecs.Blosc()
@@ -77,10 +110,21 @@ class ChunkSource:
     def _split(self, c: int) -> tuple[int, int]:
         return divmod(c, self.per_shard)  # (shard, chunk inside the shard)
 
-    def _parse_index(self, blob: bytes | None) -> np.ndarray | None:
+    def _parse_index(self, blob: bytes | None, s: int, size: int | None = None) -> np.ndarray | None:
+        """The ``(k, 2)`` (offset, nbytes) table of shard ``s`` from its last ``16 k + 4`` bytes."""
         if blob is None:
             return None
-        return np.frombuffer(blob[: 16 * self.per_shard], dtype="<u8").reshape(self.per_shard, 2)
+        where = f"{self.name} shard {s}"
+        n = 16 * self.per_shard
+        if len(blob) != n + 4:
+            raise StoreIntegrityError(f"{where}: truncated ({len(blob)} index bytes, expected {n + 4})")
+        if self.crc or self.strict:  # version 2 stores: the shard index's own CRC32C is checked too
+            strip_crc32c(blob, f"{where} index")
+        index = np.frombuffer(blob[:n], dtype="<u8").reshape(self.per_shard, 2)
+        used = index[index[:, 0] != _EMPTY]
+        if size is not None and len(used) and int((used[:, 0] + used[:, 1]).max()) > size - n - 4:
+            raise StoreIntegrityError(f"{where}: index points past the end of the shard (truncated file?)")
+        return index
 
     # -- local files ----------------------------------------------------------------------------
 
@@ -90,7 +134,7 @@ class ChunkSource:
             try:
                 with open(os.path.join(self.root, self._key(c)), "rb") as fh:
                     return fh.read()
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 return None
         s, j = self._split(c)
         path = os.path.join(self.root, self._key(s))
@@ -102,11 +146,14 @@ class ChunkSource:
             if s not in self._indexes:
                 size = os.fstat(fd).st_size
                 n = 16 * self.per_shard + 4
-                self._indexes[s] = self._parse_index(os.pread(fd, n, size - n))
+                self._indexes[s] = self._parse_index(os.pread(fd, n, max(size - n, 0)), s, size)
             off, nbytes = self._indexes[s][j]
             if off == _EMPTY:
                 return None
-            return os.pread(fd, int(nbytes), int(off))
+            raw = os.pread(fd, int(nbytes), int(off))
+            if len(raw) != int(nbytes):
+                raise StoreIntegrityError(f"{self.name} shard {s}: truncated")
+            return raw
         finally:
             os.close(fd)
 
@@ -125,7 +172,7 @@ class ChunkSource:
         if s not in self._indexes:
             tail = await store.get(self._key(s), prototype=proto,
                                    byte_range=SuffixByteRequest(16 * self.per_shard + 4))
-            self._indexes[s] = self._parse_index(None if tail is None else tail.to_bytes())
+            self._indexes[s] = self._parse_index(None if tail is None else tail.to_bytes(), s)
         index = self._indexes[s]
         if index is None or index[j][0] == _EMPTY:
             return None
@@ -133,8 +180,24 @@ class ChunkSource:
         buf = await store.get(self._key(s), prototype=proto, byte_range=RangeByteRequest(off, off + nbytes))
         return None if buf is None else buf.to_bytes()
 
-    def decode(self, raw: bytes | None, n: int) -> np.ndarray:
-        """``(n,)`` uint8 chunk from encoded bytes (zarr stores edge chunks at full size: trim)."""
+    def decode(self, raw: bytes | None, n: int, c: int) -> np.ndarray:
+        """``(n,)`` uint8 chunk ``c`` from its encoded bytes (zarr stores edge chunks at full size: trim).
+
+        Raises:
+            StoreIntegrityError: the chunk is absent from a strict store, fails its CRC32C, or does not
+                decompress to a full chunk.
+        """
+        where = f"{self.name} chunk {c}"
         if raw is None:
+            if self.strict:
+                raise StoreIntegrityError(f"{where}: missing (deleted or never written)")
             return np.full(n, self.fill_value, dtype=np.uint8)
-        return np.frombuffer(self.decoder.decode(raw), dtype=np.uint8)[:n]
+        if self.crc:
+            raw = strip_crc32c(raw, where)
+        try:
+            data = np.frombuffer(self.decoder.decode(raw), dtype=np.uint8)
+        except Exception as e:  # numcodecs raises RuntimeError/ValueError on a corrupt stream
+            raise StoreIntegrityError(f"{where}: does not decompress ({e})") from None
+        if len(data) < n:
+            raise StoreIntegrityError(f"{where}: decompresses to {len(data)} bytes, expected {n}")
+        return data[:n]

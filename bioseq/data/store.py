@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 from collections import OrderedDict
@@ -37,16 +38,20 @@ from typing import Any
 import numpy as np
 
 from bioseq.alphabet import BASES, CODE_MASK, COMPLEMENT_LUT, DECODE_LUT, N_CODE, SOFTMASK, decode
+from bioseq.data.chunks import StoreIntegrityError
 from bioseq.io.atomic import atomic_dir
 from bioseq.io.errors import SequenceFormatError, UserError
 from bioseq.io.fasta import read_fasta
 
 FORMAT_NAME = "bioseq-genome-store"
-FORMAT_VERSION = 1
-READABLE_VERSIONS = (1,)  # every version this reader understands; tests keep a store of each
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # every version this reader understands; tests keep a store of each
 ENCODING = "bioseq-nt8-v1"
 DEFAULT_CHUNK_SIZE = 1 << 20
 DEFAULT_CACHE_BYTES = 256 << 20
+
+log = logging.getLogger(__name__)
+_WARNED_V1: set[str] = set()  # stores already warned about in this process
 
 
 class StoreFormatError(UserError):
@@ -64,8 +69,10 @@ class ContigInfo:
         genome: the genome/species group it belongs to.
         source: the FASTA file name it was read from.
         index: its position in the store (the id used by :meth:`GenomeStore.fetch_batch`).
-        array: the zarr array path inside the store (``seq/<index>``).
+        array: the zarr array path inside the store (``seq/<index>``, or ``seq/packed`` for
+            contigs shorter than one chunk).
         n_ambiguous: number of non-ACGT bases (N and other IUPAC codes).
+        offset: where the contig starts in its array (0 unless packed).
     """
 
     name: str
@@ -76,6 +83,7 @@ class ContigInfo:
     index: int
     array: str
     n_ambiguous: int = 0
+    offset: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,22 +118,85 @@ def sequence_md5(codes: np.ndarray) -> str:
 
 def ambiguous_runs(codes: np.ndarray) -> np.ndarray:
     """``(K, 2)`` int64 ``[start, end)`` runs of non-ACGT codes (N, IUPAC ambiguity, gaps)."""
+    ambiguous = (codes & CODE_MASK) >= 4
+    if not ambiguous.any():  # most contigs: skip the run finding (many-contig builds call this a lot)
+        return np.zeros((0, 2), dtype=np.int64)
     padded = np.zeros(len(codes) + 2, dtype=bool)
-    padded[1:-1] = (codes & CODE_MASK) >= 4
+    padded[1:-1] = ambiguous
     edges = np.flatnonzero(padded[1:] != padded[:-1])  # run starts and ends alternate
     return edges.reshape(-1, 2).astype(np.int64)
 
 
-def _codecs(compression: str, level: int) -> list[Any]:
-    from zarr.codecs import BloscCodec, ZstdCodec
+def _codecs(compression: str, level: int, checksum: bool = True) -> list[Any]:
+    """Bytes-to-bytes codecs of a contig array: the compressor, then zarr's ``crc32c`` checksum."""
+    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
     if compression == "blosc-zstd":
         # Bit-shuffling 1-byte codes puts the always-zero high bits of A/C/G/T (codes 0-3) in
         # separate bit planes: ~2.0 bits/base vs ~2.4 for plain zstd at a similar speed.
-        return [BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle", typesize=1)]
-    if compression == "zstd":
-        return [ZstdCodec(level=level)]
-    raise ValueError(f"compression must be 'blosc-zstd' or 'zstd', got {compression!r}")
+        codecs = [BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle", typesize=1)]
+    elif compression == "zstd":
+        codecs = [ZstdCodec(level=level)]
+    else:
+        raise ValueError(f"compression must be 'blosc-zstd' or 'zstd', got {compression!r}")
+    return codecs + [Crc32cCodec()] if checksum else codecs
+
+
+PACKED_ARRAY = "seq/packed"
+
+
+class _ArrayWriter:
+    """Writes one contig array (or the packed array of short contigs) in whole chunks (or whole
+    shards), recording the CRC32C of every chunk's bases for the store's ``chunk_checksums``."""
+
+    def __init__(self, root: Any, path: str, chunk_size: int, shard_chunks: int | None, codecs: list[Any],
+                 attributes: dict | None = None, length: int | None = None) -> None:
+        chunks = chunk_size if length is None else max(min(chunk_size, length), 1)
+        shards = None
+        if shard_chunks is not None:
+            shards = (chunks * shard_chunks if length is None
+                      else min(chunks * shard_chunks, -(-max(length, 1) // chunks) * chunks),)
+        self.arr = root.create_array(
+            path, shape=(length or 0,), chunks=(chunks,), shards=shards, dtype="uint8", compressors=codecs,
+            fill_value=N_CODE, attributes=attributes or {}, dimension_names=["position"],
+            config={"write_empty_chunks": True},  # every chunk is stored: an absent one is an error
+        )
+        self.path, self.chunk, self.fixed = path, chunks, length is not None
+        self.flush_unit = chunks * (shard_chunks or 1)  # shards are written whole, never rewritten
+        self.length = 0  # bases written
+        self.pending: list[np.ndarray] = []
+        self.n_pending = 0
+        self.checksums: list[int] = []
+
+    def append(self, codes: np.ndarray) -> int:
+        """Queue ``codes`` at the end of the array; returns their offset in it."""
+        offset = self.length + self.n_pending
+        if len(codes):
+            self.pending.append(codes)
+            self.n_pending += len(codes)
+        if self.fixed or self.n_pending >= self.flush_unit:
+            self._flush(final=self.fixed)
+        return offset
+
+    def _flush(self, final: bool) -> None:
+        from bioseq.data.chunks import crc32c
+
+        data = np.concatenate(self.pending) if len(self.pending) != 1 else self.pending[0]
+        n = len(data) if final else len(data) // self.flush_unit * self.flush_unit
+        if n:
+            a = self.length
+            if not self.fixed:
+                self.arr.resize((a + n,))
+            self.arr[a : a + n] = data[:n]
+            self.checksums += [crc32c(data[k : min(k + self.chunk, n)]) for k in range(0, n, self.chunk)]
+            self.length += n
+        rest = data[n:]
+        self.pending, self.n_pending = ([rest] if len(rest) else []), len(rest)
+
+    def close(self) -> dict[str, Any]:
+        if self.n_pending:
+            self._flush(final=True)
+        return {"path": self.path, "length": self.length}
 
 
 def build_store(
@@ -141,6 +212,12 @@ def build_store(
 ) -> Path:
     """Build a genome store from FASTA files (any compression), atomically.
 
+    Contigs of at least ``chunk_size`` bases get an array each; shorter ones are packed one after
+    another into the shared array ``seq/packed``, so a draft assembly or transcriptome of 100,000
+    contigs is a few files, not hundreds of thousands. Every chunk carries a CRC32C (zarr's
+    ``crc32c`` codec) and the store records the CRC32C of every chunk's bases, so readers detect
+    corrupted, missing and swapped chunk files.
+
     Args:
         fastas: input FASTA files; contigs keep file order, then record order.
         out: the store directory (local). Built under a temporary sibling name and renamed into
@@ -152,7 +229,7 @@ def build_store(
         chunks_per_shard: if set, store chunks inside zarr v3 shards of this many chunks (fewer,
             larger objects: better for object stores and file systems with many small files).
         compression: ``"blosc-zstd"`` (bit-shuffled, default) or ``"zstd"``.
-        level: compression level.
+        level: compression level (1-22 for zstd, 0-9 for blosc-zstd).
         progress: show a progress bar.
 
     Returns:
@@ -195,6 +272,8 @@ def build_store(
     with atomic_dir(out) as tmp:
         root = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w", zarr_format=3)
         contigs: list[dict[str, Any]] = []
+        writers: list[_ArrayWriter] = []
+        packed: _ArrayWriter | None = None
         runs: list[np.ndarray] = []
         n_runs = 0
         names_in_genome: dict[tuple[str, str], Path] = {}
@@ -216,30 +295,40 @@ def build_store(
                     "genome": genome,
                     "source": path.name,
                 }
-                length = max(len(rec.codes), 1)
-                chunks = min(chunk_size, length)
-                shards = None
-                if chunks_per_shard is not None:
-                    shards = (min(chunk_size * chunks_per_shard, -(-length // chunks) * chunks),)
-                arr = root.create_array(
-                    f"seq/{i}", shape=(len(rec.codes),), chunks=(chunks,), shards=shards,
-                    dtype="uint8", compressors=codecs, fill_value=N_CODE,
-                    attributes=info, dimension_names=["position"],
-                )
-                arr[:] = rec.codes
+                if len(rec.codes) >= chunk_size:  # its own array, which says what it holds
+                    w = _ArrayWriter(root, f"seq/{i}", chunk_size, chunks_per_shard, codecs, info, len(rec.codes))
+                    writers.append(w)
+                else:
+                    if packed is None:
+                        packed = _ArrayWriter(root, PACKED_ARRAY, chunk_size, chunks_per_shard, codecs)
+                        writers.append(packed)
+                    w = packed
+                offset = w.append(rec.codes)  # a contig's own array is written at once
                 r = ambiguous_runs(rec.codes)
                 runs.append(r)
-                contigs.append({**info, "array": f"seq/{i}", "n_ambiguous": int((r[:, 1] - r[:, 0]).sum()),
+                contigs.append({**info, "array": w.path, "offset": offset,
+                                "n_ambiguous": int((r[:, 1] - r[:, 0]).sum()),
                                 "ambiguous_runs": [n_runs, n_runs + len(r)]})
                 n_runs += len(r)
             if bar is not None:
                 bar.update(path.stat().st_size)
+        arrays, checksums = [], []
+        for w in writers:
+            meta = w.close()
+            arrays.append({**meta, "checksums": [len(checksums), len(checksums) + len(w.checksums)]})
+            checksums += w.checksums
         all_runs = np.concatenate(runs) if runs else np.zeros((0, 2), np.int64)
         root.create_array(
             "ambiguous_runs", shape=all_runs.shape, chunks=(max(len(all_runs), 1), 2), dtype="int64",
-            compressors=[_codecs("zstd", 3)[0]], fill_value=0, dimension_names=["run", "bound"],
+            compressors=_codecs("zstd", 3), fill_value=0, dimension_names=["run", "bound"],
+            config={"write_empty_chunks": True},
         )[...] = all_runs
-        root.attrs.update({
+        root.create_array(
+            "chunk_checksums", shape=(len(checksums),), chunks=(max(len(checksums), 1),), dtype="uint32",
+            compressors=_codecs("zstd", 3), fill_value=0, dimension_names=["chunk"],
+            config={"write_empty_chunks": True},
+        )[...] = np.asarray(checksums, dtype=np.uint32)
+        root.update_attributes({  # one write of zarr.json (attrs.update writes it once per key)
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "encoding": ENCODING,
@@ -248,6 +337,8 @@ def build_store(
             "chunk_size": chunk_size,
             "chunks_per_shard": chunks_per_shard,
             "compression": compression,
+            "checksum": "crc32c",
+            "arrays": arrays,
             "contigs": contigs,
         })
     if bar is not None:
@@ -318,7 +409,46 @@ def _read_root_metadata(url: str, storage_options: dict | None) -> dict:
         )
     if attrs.get("encoding") != ENCODING:
         raise StoreFormatError(f"{url}: unknown sequence encoding {attrs.get('encoding')!r} (expected {ENCODING})")
+    _check_metadata(url, attrs)
     return attrs
+
+
+_CONTIG_KEYS = {"name": str, "length": int, "md5": str, "genome": str, "source": str, "array": str,
+                "n_ambiguous": int, "ambiguous_runs": list}
+_ARRAY_KEYS = {"path": str, "length": int, "checksums": list}
+
+
+def _check_metadata(url: str, attrs: dict) -> None:
+    """Types and ranges of the root attributes, so a damaged zarr.json fails here with its key named."""
+    def bad(what: str) -> StoreFormatError:
+        return StoreFormatError(f"{url}: zarr.json: {what}")
+
+    def check(obj: Any, keys: dict, where: str) -> None:
+        if not isinstance(obj, dict):
+            raise bad(f"{where} is not an object")
+        for k, t in keys.items():
+            v = obj.get(k)
+            if not isinstance(v, t) or isinstance(v, bool) or (t is int and v < 0):
+                raise bad(f"{where}: {k!r} must be {'a non-negative int' if t is int else t.__name__}, got {v!r}")
+
+    cs = attrs.get("chunk_size")
+    if not isinstance(cs, int) or isinstance(cs, bool) or cs <= 0:
+        raise bad(f"'chunk_size' must be a positive int, got {cs!r}")
+    contigs = attrs.get("contigs")
+    if not isinstance(contigs, list) or not contigs:
+        raise bad(f"'contigs' must be a non-empty list, got {type(contigs).__name__}")
+    v2 = attrs["format_version"] >= 2
+    arrays = {}
+    if v2:
+        if not isinstance(attrs.get("arrays"), list):
+            raise bad("'arrays' must be a list")
+        for j, a in enumerate(attrs["arrays"]):
+            check(a, _ARRAY_KEYS, f"arrays[{j}]")
+            arrays[a["path"]] = a["length"]
+    for j, c in enumerate(contigs):
+        check(c, {**_CONTIG_KEYS, "offset": int} if v2 else _CONTIG_KEYS, f"contigs[{j}]")
+        if v2 and c["offset"] + c["length"] > arrays.get(c["array"], -1):
+            raise bad(f"contigs[{j}] ({c['name']!r}) lies outside array {c['array']!r}")
 
 
 class GenomeStore:
@@ -350,7 +480,8 @@ class GenomeStore:
         self._meta = attrs["contigs"]
         self.contigs: list[ContigInfo] = [
             ContigInfo(name=c["name"], length=c["length"], md5=c["md5"], genome=c["genome"],
-                       source=c["source"], index=i, array=c["array"], n_ambiguous=c["n_ambiguous"])
+                       source=c["source"], index=i, array=c["array"], n_ambiguous=c["n_ambiguous"],
+                       offset=c.get("offset", 0))
             for i, c in enumerate(self._meta)
         ]
         self.lengths = np.array([c.length for c in self.contigs], dtype=np.int64)
@@ -358,6 +489,20 @@ class GenomeStore:
         self._by_name: dict[str, list[int]] = {}
         for c in self.contigs:
             self._by_name.setdefault(c.name, []).append(c.index)
+        # Arrays: version 1 has one per contig; version 2 packs short contigs into one array, and
+        # records which rows of chunk_checksums belong to each array.
+        arrays = attrs.get("arrays") or [{"path": c.array, "length": c.length} for c in self.contigs]
+        self._array_paths = [a["path"] for a in arrays]
+        self._array_lengths = np.array([a["length"] for a in arrays], dtype=np.int64)
+        self._array_checksums = [a.get("checksums") for a in arrays]
+        aid = {p: k for k, p in enumerate(self._array_paths)}
+        self._contig_array = np.array([aid[c.array] for c in self.contigs], dtype=np.int64)
+        self._contig_offset = np.array([c.offset for c in self.contigs], dtype=np.int64)
+        self.checksummed = self.format_version >= 2
+        if not self.checksummed and self.url not in _WARNED_V1:
+            _WARNED_V1.add(self.url)
+            log.warning("%s: format version %d store: its chunks carry no checksums, so corruption can go "
+                        "unnoticed; rebuild it with `bioseq zarr build`", self.url, self.format_version)
         self._reset()
 
     @classmethod
@@ -374,10 +519,11 @@ class GenomeStore:
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cached_bytes = 0
         self._runs: np.ndarray | None = None
+        self._checksums: np.ndarray | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for k in ("_group", "_arrays", "_cache", "_cached_bytes", "_runs", "_pid"):
+        for k in ("_group", "_arrays", "_cache", "_cached_bytes", "_runs", "_checksums", "_pid"):
             state.pop(k, None)
         return state
 
@@ -399,25 +545,118 @@ class GenomeStore:
             self._group = zarr.open_group(store, mode="r")
         return self._group
 
-    def _array(self, i: int):
-        """``(zarr array, ChunkSource)`` for contig ``i``, opened on first use in this process."""
+    def _array(self, a: int):
+        """``(zarr array, ChunkSource)`` for array ``a``, opened on first use in this process."""
         group = self._zgroup()
-        entry = self._arrays.get(i)
+        entry = self._arrays.get(a)
         if entry is None:
             from bioseq.data.chunks import ChunkSource
 
-            arr = group[self.contigs[i].array]
-            entry = self._arrays[i] = (arr, ChunkSource(arr))
+            path = self._array_paths[a]
+            try:
+                arr = group[path]
+            except (KeyError, FileNotFoundError, ValueError) as e:
+                raise StoreIntegrityError(f"{self.url}: array {path} is missing or unreadable ({e})") from None
+            if tuple(arr.shape) != (int(self._array_lengths[a]),) or arr.dtype != np.uint8:
+                raise StoreIntegrityError(f"{self.url}: array {path} has shape {arr.shape} {arr.dtype}, "
+                                          f"the store records ({int(self._array_lengths[a])},) uint8")
+            src = ChunkSource(arr, strict=self.checksummed)
+            if self.checksummed and not src.direct:
+                raise StoreIntegrityError(f"{self.url}: array {path} lacks the crc32c codec of format version 2")
+            entry = self._arrays[a] = (arr, src)
         return entry
 
-    def _load_chunks(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
-        """Decoded chunks for ``keys`` (contig, chunk): cached ones, the rest read at once.
+    def _chunk_checksum(self, a: int, c: int) -> int | None:
+        """The recorded CRC32C of chunk ``c`` of array ``a`` (None for version 1 stores)."""
+        rows = self._array_checksums[a]
+        if rows is None:
+            return None
+        if self._checksums is None:
+            self._checksums = np.asarray(self._zgroup()["chunk_checksums"][...], dtype=np.uint32)
+        if not rows[0] + c < rows[1] <= len(self._checksums):
+            raise StoreIntegrityError(f"{self.url}: no recorded checksum for chunk {c} of {self._array_paths[a]}")
+        return int(self._checksums[rows[0] + c])
 
-        Missing chunks of the layouts :func:`build_store` writes are read raw (file reads for
-        local stores, one concurrent gather through the zarr store otherwise) and decoded with
-        numcodecs (:mod:`bioseq.data.chunks`), 2-3x faster than zarr's per-chunk pipeline; any
-        other layout is read through zarr.
+    def _contigs_in_chunk(self, a: int, c: int) -> str:
+        """The contigs with bases in chunk ``c`` of array ``a``, for error messages."""
+        lo, hi = c * self.chunk_size, (c + 1) * self.chunk_size
+        ids = np.flatnonzero((self._contig_array == a) & (self._contig_offset < hi)
+                             & (self._contig_offset + self.lengths > lo))
+        names = ", ".join(repr(self.contigs[i].name) for i in ids[:3]) + (" ..." if len(ids) > 3 else "")
+        return f"contig{'s' if len(ids) > 1 else ''} {names}" if len(ids) else "no contig"
+
+    def _read_chunks(self, keys: list[tuple[int, int]],
+                     errors: dict[tuple[int, int], str] | None = None) -> dict[tuple[int, int], np.ndarray]:
+        """Read, check and decode chunks ``keys`` (array, chunk) without the cache.
+
+        Chunks of the layouts :func:`build_store` writes are read raw (file reads for local stores,
+        one concurrent gather through the zarr store otherwise) and decoded with numcodecs
+        (:mod:`bioseq.data.chunks`), 2-3x faster than zarr's per-chunk pipeline; any other layout is
+        read through zarr. Version 2 chunks are checked three ways: present, their CRC32C (zarr's
+        codec) and the CRC32C of their bases against the store's record of that chunk, which also
+        catches two chunk files swapped.
+
+        Args:
+            errors: if given, a chunk that fails a check is left out of the result and its problem
+                stored here (``verify``); otherwise the first failure raises.
+
+        Raises:
+            StoreIntegrityError: naming the store, the array, the chunk and the contigs in it.
         """
+        from bioseq.data.chunks import crc32c
+
+        cs = self.chunk_size
+        results: list[Any] = [None] * len(keys)
+        jobs: list[tuple[int, Any]] = []  # (position in keys, coroutine) for zarr's event loop
+        failed: dict[int, str] = {}
+        for pos, (a, c) in enumerate(keys):
+            try:
+                arr, src = self._array(a)
+                if not src.direct:
+                    jobs.append((pos, arr.async_array.getitem(slice(c * cs, min((c + 1) * cs, int(self._array_lengths[a]))))))
+                elif src.root is not None:
+                    results[pos] = src.read_local(c)
+                else:
+                    jobs.append((pos, src.read_remote(c)))
+            except StoreIntegrityError as e:
+                failed[pos] = str(e)
+        if jobs:
+            from zarr.core.sync import sync
+
+            async def gather():
+                return await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
+
+            for (pos, _), res in zip(jobs, sync(gather()), strict=True):
+                if isinstance(res, StoreIntegrityError):
+                    failed[pos] = str(res)
+                elif isinstance(res, BaseException):
+                    raise res
+                else:
+                    results[pos] = res
+        got = {}
+        for pos, ((a, c), res) in enumerate(zip(keys, results, strict=True)):
+            try:
+                if pos in failed:
+                    raise StoreIntegrityError(failed[pos])
+                src = self._arrays[a][1]
+                n = min(cs, int(self._array_lengths[a]) - c * cs)
+                data = src.decode(res, n, c) if src.direct else np.asarray(res, dtype=np.uint8)
+                want = self._chunk_checksum(a, c)
+                if want is not None and crc32c(data) != want:
+                    raise StoreIntegrityError(
+                        f"{self._array_paths[a]} chunk {c}: bases differ from those recorded at build "
+                        "time (CRC32C mismatch: a chunk file replaced, swapped or rewritten)")
+            except StoreIntegrityError as e:
+                msg = str(e).removeprefix(self.url + ": ")
+                if errors is None:
+                    raise StoreIntegrityError(f"{self.url}: {self._contigs_in_chunk(a, c)}: {msg}") from None
+                errors[(a, c)] = msg
+                continue
+            got[(a, c)] = data
+        return got
+
+    def _load_chunks(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+        """Decoded chunks for ``keys`` (array, chunk): cached ones, the rest read at once."""
         got: dict[tuple[int, int], np.ndarray] = {}
         missing = []
         for k in keys:
@@ -429,33 +668,9 @@ class GenomeStore:
                 got[k] = hit
         if not missing:
             return got
-        cs = self.chunk_size
-        results: list[Any] = [None] * len(missing)
-        jobs: list[tuple[int, Any]] = []  # (position in missing, coroutine) for zarr's event loop
-        for pos, (i, c) in enumerate(missing):
-            arr, src = self._array(i)
-            if not src.direct:
-                jobs.append((pos, arr.async_array.getitem(slice(c * cs, min((c + 1) * cs, int(self.lengths[i]))))))
-            elif src.root is not None:
-                results[pos] = src.read_local(c)
-            else:
-                jobs.append((pos, src.read_remote(c)))
-        if jobs:
-            from zarr.core.sync import sync
-
-            async def gather():
-                return await asyncio.gather(*(job for _, job in jobs))
-
-            for (pos, _), res in zip(jobs, sync(gather()), strict=True):
-                results[pos] = res
-        for (i, c), res in zip(missing, results, strict=True):
-            src = self._arrays[i][1]
-            if src.direct:
-                data = src.decode(res, min(cs, int(self.lengths[i]) - c * cs))
-            else:
-                data = np.asarray(res, dtype=np.uint8)
-            got[(i, c)] = data
-            self._cache[(i, c)] = data
+        for k, data in self._read_chunks(missing).items():
+            got[k] = data
+            self._cache[k] = data
             self._cached_bytes += data.nbytes
         while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
@@ -526,16 +741,22 @@ class GenomeStore:
                              f"{self.contigs[i].name!r} (length {length})")
         if strand not in ("+", "-"):
             raise ValueError(f"strand must be '+' or '-', got {strand!r}")
-        cs = self.chunk_size
+        a, off, cs = int(self._contig_array[i]), int(self._contig_offset[i]), self.chunk_size
+        start, end = start + off, end + off  # array coordinates
         c0, c1 = start // cs, max(start, end - 1) // cs
         if end == start:
             codes = np.zeros(0, dtype=np.uint8)
         elif c1 - c0 > 8:  # long reads bypass the cache rather than flushing it
-            codes = np.asarray(self._array(i)[0][start:end], dtype=np.uint8)
+            codes = np.empty(end - start, dtype=np.uint8)
+            for g in range(c0, c1 + 1, 16):  # 16 chunks at a time: bounded memory
+                chunks = self._read_chunks([(a, c) for c in range(g, min(g + 16, c1 + 1))])
+                for (_, c), chunk in chunks.items():
+                    lo, hi = max(start, c * cs), min(end, c * cs + len(chunk))
+                    codes[lo - start : hi - start] = chunk[lo - c * cs : hi - c * cs]
         else:
-            chunks = self._load_chunks([(i, c) for c in range(c0, c1 + 1)])
+            chunks = self._load_chunks([(a, c) for c in range(c0, c1 + 1)])
             # slice each chunk before joining: never copy a whole cached chunk for a short read
-            parts = [chunks[(i, c)][max(start - c * cs, 0) : end - c * cs] for c in range(c0, c1 + 1)]
+            parts = [chunks[(a, c)][max(start - c * cs, 0) : end - c * cs] for c in range(c0, c1 + 1)]
             codes = parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
         if strand == "-":
             codes = COMPLEMENT_LUT[codes[::-1]]
@@ -573,6 +794,8 @@ class GenomeStore:
             for j in range(n):
                 out[j] = self.fetch(int(ids[j]), int(starts[j]), int(starts[j]) + length)
         elif n:
+            # from here on: array ids and array coordinates (short contigs share the packed array)
+            ids, starts = self._contig_array[ids], starts + self._contig_offset[ids]
             c0 = starts // cs
             c1 = (starts + length - 1) // cs
             keys = np.unique(np.concatenate([ids * (1 << 32) + c0, ids * (1 << 32) + c1]))
@@ -620,3 +843,63 @@ class GenomeStore:
     def info(self) -> list[dict[str, Any]]:
         """Per-contig metadata as plain dicts (for tables and JSON)."""
         return [asdict(c) for c in self.contigs]
+
+    def verify(self, progress: bool = False, batch: int = 32) -> list[tuple[ContigInfo, str]]:
+        """Read every chunk and recompute every contig's MD5 against the one the store records.
+
+        Each chunk is checked as in normal reads (present, CRC32C, recorded checksum; version 2),
+        then the MD5 of each contig's bases and its count of non-ACGT bases are recomputed and
+        compared with the metadata. Memory stays at ``batch`` chunks whatever the genome size.
+
+        Args:
+            progress: show a progress bar (bases).
+            batch: chunks read at once.
+
+        Returns:
+            ``(contig, problem)`` pairs, empty when the store is intact.
+        """
+        cs = self.chunk_size
+        members: dict[int, list[int]] = {}
+        for i in np.argsort(self._contig_offset, kind="stable"):
+            members.setdefault(int(self._contig_array[i]), []).append(int(i))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=int(self._array_lengths.sum()), unit="bp", unit_scale=True, desc="zarr verify")
+        md5 = {i: hashlib.md5() for i in range(len(self.contigs))}
+        n_amb = np.zeros(len(self.contigs), dtype=np.int64)
+        broken: dict[int, str] = {}
+        for a, ids in sorted(members.items()):
+            starts = self._contig_offset[ids]
+            ends = starts + self.lengths[ids]
+            n_chunks = -(-int(self._array_lengths[a]) // cs)
+            for g in range(0, n_chunks, batch):
+                errors: dict[tuple[int, int], str] = {}
+                chunks = self._read_chunks([(a, c) for c in range(g, min(g + batch, n_chunks))], errors)
+                for c in range(g, min(g + batch, n_chunks)):
+                    lo, hi = c * cs, min((c + 1) * cs, int(self._array_lengths[a]))
+                    first, last = np.searchsorted(ends, lo, "right"), np.searchsorted(starts, hi, "left")
+                    for k in range(first, last):  # the contigs with bases in this chunk
+                        i = ids[k]
+                        if (a, c) in errors:
+                            broken.setdefault(i, errors[(a, c)])
+                            continue
+                        piece = chunks[(a, c)][max(int(starts[k]), lo) - lo : min(int(ends[k]), hi) - lo]
+                        md5[i].update(DECODE_LUT[piece & CODE_MASK].tobytes())
+                        n_amb[i] += int(np.count_nonzero((piece & CODE_MASK) >= 4))
+                    if bar is not None:
+                        bar.update(hi - lo)
+        if bar is not None:
+            bar.close()
+        problems = []
+        for c in self.contigs:
+            runs = self.ambiguous_runs(c.index)
+            if c.index in broken:
+                problems.append((c, broken[c.index]))
+            elif md5[c.index].hexdigest() != c.md5:
+                problems.append((c, f"MD5 of the stored bases is {md5[c.index].hexdigest()}, the store records {c.md5}"))
+            elif n_amb[c.index] != c.n_ambiguous or int((runs[:, 1] - runs[:, 0]).sum()) != c.n_ambiguous:
+                problems.append((c, f"{int(n_amb[c.index])} non-ACGT bases stored, {c.n_ambiguous} recorded "
+                                    f"({int((runs[:, 1] - runs[:, 0]).sum())} in its ambiguous_runs)"))
+        return problems

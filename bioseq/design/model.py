@@ -26,6 +26,7 @@ from torch import nn
 
 from bioseq.design.denoisers import Denoiser, build_denoiser
 from bioseq.design.paths import DirichletPath, LinearPath, build_path
+from bioseq.models.validation import check_safetensors
 
 FORMAT = "bioseq-design"
 FORMAT_VERSION = 1
@@ -72,6 +73,7 @@ def load_module(directory: str | os.PathLike, map_location: str = "cpu") -> Deno
     """Load a bare denoiser or classifier saved with :func:`save_module`."""
     cfg = read_config(directory)
     module = build_denoiser(cfg["denoiser"])
+    check_safetensors(Path(directory) / "model.safetensors")  # a cut file: a clear error, not SafetensorError
     load_model(module, str(Path(directory) / "model.safetensors"), device=map_location)
     return module.eval()
 
@@ -183,5 +185,6 @@ class FlowModel(nn.Module):
             model = cls.from_config(cfg)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{directory}/config.json: invalid design model config ({e})") from None
+        check_safetensors(Path(directory) / "model.safetensors")
         load_model(model, str(Path(directory) / "model.safetensors"), device=map_location)
         return model.eval()

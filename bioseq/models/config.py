@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Union
 
 #: arch name -> (config class, module class)
 _BACKBONES: dict[str, tuple[type[BackboneConfig], type]] = {}
@@ -25,6 +29,65 @@ _SIZES: dict[str, tuple[str, dict[str, Any]]] = {}
 
 class ConfigError(ValueError):
     """An invalid model configuration."""
+
+
+#: Per-dimension limits: a config beyond them is a typo or a damaged file, not a model anyone
+#: trains here (``vocab_size: 1e12`` would otherwise try to allocate an embedding of terabytes).
+MAX_VOCAB_SIZE = 1 << 24
+MAX_D_MODEL = 1 << 16
+MAX_LAYERS = 1 << 10
+MAX_INT_FIELD = 1 << 24  # any other int field (heads, state sizes, lengths)
+
+
+def check_value(value: Any, annotation: Any) -> str | None:
+    """Why ``value`` does not fit the type ``annotation`` (None if it fits, or if the annotation is
+    one this checker does not know). Ints exclude bools; floats accept ints but not inf/NaN."""
+    if annotation is None or annotation is Any:
+        return None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        problems = [check_value(value, a) for a in args]
+        if any(p is None for p in problems):
+            return None
+        arms = [a for a in args if a is not type(None)]
+        if len(arms) == 1:  # Optional[X] given something that is not null: say what is wrong as an X
+            return problems[args.index(arms[0])]
+        return f"must be {_type_name(annotation)}, got {value!r}"
+    if annotation is type(None):
+        return None if value is None else f"must be null, got {value!r}"
+    if annotation is bool:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return f"must be an int, got {value!r}"
+        return None if abs(int(value)) <= MAX_INT_FIELD else f"= {value} is beyond the limit {MAX_INT_FIELD}"
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
+        return None
+    if annotation is str:
+        return None if isinstance(value, str) else f"must be a string, got {value!r}"
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return f"must be a list, got {value!r}"
+        inner = args[0] if args else None
+        for i, x in enumerate(value):
+            if (p := check_value(x, inner)) is not None:
+                return f"[{i}] {p}"
+        return None
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            return f"must be an object, got {value!r}"
+        if len(args) == 2:
+            for k, x in value.items():
+                if (p := check_value(x, args[1])) is not None:
+                    return f"[{k!r}] {p}"
+        return None
+    return None
+
+
+def _type_name(annotation: Any) -> str:
+    return " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in typing.get_args(annotation))
 
 
 @dataclass
@@ -51,10 +114,23 @@ class BackboneConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.check_types()
         self.validate()
+
+    def check_types(self) -> None:
+        """Raise :class:`ConfigError` naming the first field whose value has the wrong type (a JSON
+        config can hold anything: ``"d_model": "128"``, ``"vocab_size": 1e12``)."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            problem = check_value(getattr(self, f.name), hints.get(f.name))
+            if problem is not None:
+                raise ConfigError(f"{self.arch}: {f.name} {problem}")
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on an inconsistent config. Subclasses call super()."""
+        for name, limit in (("vocab_size", MAX_VOCAB_SIZE), ("d_model", MAX_D_MODEL), ("n_layer", MAX_LAYERS)):
+            if getattr(self, name) > limit:
+                raise ConfigError(f"{self.arch}: {name} = {getattr(self, name)} is beyond the limit {limit}")
         if self.vocab_size < 1:
             raise ConfigError(f"{self.arch}: vocab_size must be >= 1, got {self.vocab_size}")
         if self.d_model < 1 or self.n_layer < 0:
@@ -172,9 +248,23 @@ def load_config(spec: str | Path | dict[str, Any], **overrides: Any) -> Backbone
             raise ConfigError(
                 f"{spec!r} is neither a named size ({', '.join(sorted(_SIZES))}) nor a config file"
             )
-        d = json.loads(p.read_text())
-        d = d.get("backbone", d)  # a full model config.json nests the backbone config
-    d.update(overrides)
+        from bioseq.utils.jsonfile import read_json_object
+
+        d = read_json_object(p, ConfigError)
+        if "backbone" in d:  # a full model config.json nests the backbone config
+            from bioseq.models.validation import backbone_dict  # never resolved outside its folder
+
+            d = dict(backbone_dict(p.parent, d["backbone"]))
+        try:
+            return _from_dict(spec, {**d, **overrides})
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    return _from_dict(spec, {**d, **overrides})
+
+
+def _from_dict(spec: Any, d: dict[str, Any]) -> BackboneConfig:
     if "arch" not in d:
         raise ConfigError(f"config {spec!r} has no 'arch' key")
+    if not isinstance(d["arch"], str):
+        raise ConfigError(f"'arch' must be a string, got {d['arch']!r}")
     return config_class(d["arch"]).from_dict(d)

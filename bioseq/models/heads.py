@@ -119,21 +119,40 @@ class PreTrainedModel(nn.Module):
         than the saved one (e.g. a classifier from a pretrained LM): the backbone weights load,
         head weights missing from the file start fresh. ``directory`` may also name a shipped
         checkpoint (:mod:`bioseq.models.checkpoints`)."""
+        from safetensors import SafetensorError
+
+        from bioseq.models.validation import (
+            CheckpointError,
+            check_head_config,
+            check_model_size,
+            check_safetensors,
+            read_checkpoint_config,
+        )
+
+        # Everything is checked before anything is built: config.json (keys, types, sizes, the
+        # parameter count on the meta device), then that model.safetensors is complete.
         directory = resolve_checkpoint(directory)
         cfg_path = directory / "config.json"
-        if not cfg_path.exists():
-            raise FileNotFoundError(f"{directory}: no config.json (not a bioseq checkpoint)")
-        cfg = json.loads(cfg_path.read_text())
-        if cfg.get("format") != "bioseq-model":
-            raise ValueError(f"{cfg_path}: not a bioseq model config (format={cfg.get('format')!r})")
-        if cfg.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{cfg_path}: format_version {cfg['format_version']} is newer than this bioseq supports ({FORMAT_VERSION})")
+        cfg = read_checkpoint_config(directory, FORMAT_VERSION)
+        if cfg["model_type"] not in _HEADS:
+            raise CheckpointError(f"{cfg_path}: unknown model_type {cfg['model_type']!r} (known: {', '.join(sorted(_HEADS))})")
         target = _HEADS[cfg["model_type"]] if cls is PreTrainedModel else cls
         head = dict(cfg.get("head", {})) if target.model_type == cfg["model_type"] else {}
+        check_head_config(cfg_path, target, head)
         head.update(head_overrides)
-        model = target(build_backbone(load_config(cfg["backbone"])), **head)
+        backbone_cfg = load_config(cfg["backbone"])
+        check_model_size(cfg_path, lambda: target(build_backbone(backbone_cfg), **head))
+        weights = directory / "model.safetensors"
+        check_safetensors(weights)
+        model = target(build_backbone(backbone_cfg), **head)
         strict = target.model_type == cfg["model_type"]
-        missing, unexpected = load_model(model, str(directory / "model.safetensors"), strict=strict, device=map_location)
+        try:
+            missing, unexpected = load_model(model, str(weights), strict=strict, device=map_location)
+        except SafetensorError as e:
+            raise CheckpointError(f"{weights}: unreadable ({e})") from None
+        except RuntimeError as e:  # shapes or names that do not match config.json
+            msg = str(e).strip().splitlines()
+            raise CheckpointError(f"{weights}: does not match {cfg_path} ({' '.join(msg[:3])[:300]})") from None
         if not strict:
             bad = [k for k in missing if k.startswith("backbone.")]
             if bad:

@@ -43,10 +43,14 @@ def test_contents_and_metadata(two_genome_store, ecoli_codes, lambda_codes, lamb
     with pytest.raises(KeyError, match="no contig"):
         s.fetch("chrZ", 0, 1)
     root = json.loads((two_genome_store / "zarr.json").read_text())["attributes"]
-    assert root["format"] == FORMAT_NAME and root["format_version"] == 1
-    arr = json.loads((two_genome_store / "seq/1/zarr.json").read_text())
-    assert arr["attributes"]["md5"] == lam.md5 and arr["chunk_grid"]["configuration"]["chunk_shape"] == [48502]
-    assert arr["codecs"][-1]["name"] == "blosc"
+    assert root["format"] == FORMAT_NAME and root["format_version"] == 2 and root["checksum"] == "crc32c"
+    # E. coli (>= one chunk) has its own array, which says what it holds; lambda is packed
+    arr = json.loads((two_genome_store / "seq/0/zarr.json").read_text())
+    assert arr["attributes"]["md5"] == s.contigs[0].md5 and arr["chunk_grid"]["configuration"]["chunk_shape"] == [1 << 20]
+    assert [c["name"] for c in arr["codecs"]] == ["bytes", "blosc", "crc32c"]  # checksummed by zarr itself
+    assert (lam.array, lam.offset) == ("seq/packed", 0)
+    assert root["arrays"] == [{"path": "seq/0", "length": 4639675, "checksums": [0, 5]},
+                              {"path": "seq/packed", "length": 48502, "checksums": [5, 6]}]
     # the store is smaller than the gzip FASTA it came from
     size = sum(p.stat().st_size for p in two_genome_store.rglob("*") if p.is_file())
     assert size < 0.9 * (ecoli_fasta.stat().st_size + lambda_fasta.stat().st_size)
@@ -222,13 +226,13 @@ def test_xz_klebsiella_genomes(tmp_path, shared, lambda_fasta):
 def test_fast_decode_path_equals_zarr(tmp_path, masked_fasta, compression, shard):
     import zarr
 
-    # chunk 1000: the 5 kb N gap leaves chunks unwritten (fill value); contigs end mid-chunk;
-    # 3 chunks per shard: shards with empty inner chunks, and a last shard cut by the contig end
+    # chunk 1000: the 5 kb N gap gives all-N chunks (stored all the same); contigs end mid-chunk;
+    # 3 chunks per shard: a last shard cut by the contig end
     out = build_store([masked_fasta], tmp_path / "p.zarr", chunk_size=1000, chunks_per_shard=shard,
                       compression=compression)
     s = GenomeStore.open(out)
     assert s._array(0)[1].direct and (s._array(0)[1].per_shard is not None) == (shard is not None)
-    assert not (out / "seq/0/c/13").exists() or shard  # an all-N chunk is never written
+    assert (out / "seq/0/c/13").exists() or shard  # all-N chunks are written: an absent one is an error
     import fsspec
 
     fs = fsspec.filesystem("memory")
@@ -236,7 +240,7 @@ def test_fast_decode_path_equals_zarr(tmp_path, masked_fasta, compression, shard
     remote = GenomeStore.open(f"memory://fast/{compression}{shard}.zarr")  # the byte-range path
     assert remote._array(0)[1].root is None and s._array(0)[1].root is not None
     for c in s.contigs:
-        want = zarr.open_array(out / c.array, mode="r")[:]
+        want = zarr.open_array(out / c.array, mode="r")[c.offset : c.offset + c.length]
         starts = np.arange(0, c.length - 1500, 700)
         for store in (s, remote):
             got = store.fetch_batch(np.full(len(starts), c.index), starts, 1500)
@@ -257,7 +261,7 @@ def test_killed_build_leaves_no_complete_looking_store(tmp_path, shared):
     code = f"from bioseq.data import build_store; build_store({files!r}, {str(out)!r})"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     deadline = time.time() + 60
-    while not list(tmp_path.glob(".k.zarr.tmp-*/seq/1")) and time.time() < deadline:  # mid-build
+    while not list(tmp_path.glob(".k.zarr.tmp-*/seq/packed")) and time.time() < deadline:  # mid-build
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -65,29 +65,100 @@ def test_sanity_config_runs_and_exports(config, store, tmp_path):
     assert valid and all(0.5 < float(r["bits_per_base"]) < 6 for r in valid)
 
 
-def test_resume_after_kill_is_exact(store, tmp_path):
-    cfg = ROOT / "recipes/configs/transformer/sanity_clm.yaml"
-    common = [f"data.store={store}", "eval.markov_baseline=false", "train.max_steps=10", "checkpoint.every=3", "eval.every=0"]
-    # uninterrupted reference
-    run_inprocess(cfg, f"output_dir={tmp_path / 'ref'}", *common)
-    # a run killed (SIGKILL, no clean-up) after its step-6 checkpoint, then resumed
-    killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def final_tensors_equal(a: Path, b: Path) -> bool:
+    """Every exported tensor bit-identical (the safetensors header's metadata order may vary)."""
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(a / "final" / "model.safetensors"), load_file(b / "final" / "model.safetensors")
+    return ta.keys() == tb.keys() and all(
+        ta[k].dtype == tb[k].dtype and ta[k].shape == tb[k].shape
+        and torch_bytes(ta[k]) == torch_bytes(tb[k]) for k in ta)
+
+
+def torch_bytes(t) -> bytes:
+    return t.contiguous().view(-1).numpy().tobytes()
+
+
+def kill_and_resume(cfg: Path, out: Path, common: list[str], kill_after: int, delay: float) -> None:
+    """Run the recipe in a subprocess, SIGKILL it ``delay`` s after its step-``kill_after`` checkpoint
+    (possibly in the middle of writing the next one), then resume it in-process to the end."""
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "recipes/pretrain.py", "--config", str(cfg), f"output_dir={killed}", *common],
+        [sys.executable, "recipes/pretrain.py", "--config", str(cfg), f"output_dir={out}", *common],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     for line in proc.stdout:
-        if "saved checkpoint step=6" in line:
+        if f"saved checkpoint step={kill_after} " in line:
+            time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "run finished before it could be killed"
-    assert not (killed / "final").exists()
-    run_inprocess(cfg, f"output_dir={killed}", *common, resume=True)
-    ref, res = train_losses(tmp_path / "ref"), train_losses(killed)
-    assert sorted(res) == sorted(ref) == list(range(1, 11))
+    assert not (out / "final").exists()
+    run_inprocess(cfg, f"output_dir={out}", *common, resume=True)
+
+
+RESUME_DEFAULT = {"hyena/sanity_clm"}  # dropout, sequence warm-up and accumulation; the rest run in -m slow
+
+
+@pytest.mark.parametrize("config", [
+    pytest.param(c, marks=[] if f"{c.parent.name}/{c.stem}" in RESUME_DEFAULT else [pytest.mark.slow])
+    for c in SANITY], ids=[f"{c.parent.name}/{c.stem}" for c in SANITY])
+def test_resume_after_kill_is_bit_identical(config, store, tmp_path):
+    """kill -9 at a seeded random moment of a run that checkpoints every step, resume: the final
+    weights are bit-identical to an uninterrupted run's, and so is every logged loss."""
+    import random
+
+    rng = random.Random(config.stem + config.parent.name)
+    common = [f"data.store={store}", "eval.markov_baseline=false", "train.max_steps=12", "checkpoint.every=1",
+              "checkpoint.keep_last=2"]
+    run_inprocess(config, f"output_dir={tmp_path / 'ref'}", *common)
+    kill_and_resume(config, tmp_path / "killed", common, kill_after=rng.randint(3, 9), delay=rng.uniform(0, 0.3))
+    ref, res = train_losses(tmp_path / "ref"), train_losses(tmp_path / "killed")
+    assert sorted(res) == sorted(ref) == list(range(1, 13))
     assert res == ref  # every step's loss, to the logged 6 decimals
+    assert final_tensors_equal(tmp_path / "ref", tmp_path / "killed")
+
+
+def test_checkpoints_appear_complete_and_torn_state_is_skipped(store, tmp_path):
+    """Checkpoint folders appear only complete; one whose trainer_state.json is torn (or whose step
+    disagrees with its name) is never resumed from, and a stale .partial folder is removed."""
+    recipe = _recipe()
+    cfg = ROOT / "recipes/configs/transformer/sanity_clm.yaml"
+    common = [f"output_dir={tmp_path}", f"data.store={store}", "eval.markov_baseline=false", "eval.every=0",
+              "train.max_steps=4", "checkpoint.every=1", "checkpoint.keep_last=3"]
+    run_inprocess(cfg, *common)
+    ckpt = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["step_2", "step_3", "step_4"]
+    assert recipe.latest_checkpoint(ckpt).name == "step_4"
+    (ckpt / "step_4" / "trainer_state.json").write_text("")  # a write cut short by a kill
+    assert recipe.latest_checkpoint(ckpt).name == "step_3"
+    (ckpt / "step_3" / "trainer_state.json").write_text('{"step": 7}')
+    assert recipe.latest_checkpoint(ckpt).name == "step_2"
+    (ckpt / ".step_5.partial").mkdir()
+    run_inprocess(cfg, *common, "train.max_steps=5", resume=True)  # resumes from step_2, not 3 or 4
+    assert not (ckpt / ".step_5.partial").exists()
+    assert json.loads((ckpt / "step_5" / "trainer_state.json").read_text())["step"] == 5
+    rows = [r for r in csv.DictReader(open(tmp_path / "metrics.csv")) if r["split"] == "train"]
+    assert [r["step"] for r in rows][-3:] == ["3", "4", "5"]  # steps 3-5 redone after the resume
+
+
+def test_fresh_run_refuses_an_earlier_runs_folder(store, tmp_path, capsys):
+    """A fresh run over an earlier run's checkpoints would leave them for a later --resume: refused
+    with a message naming them; --overwrite deletes them and starts afresh."""
+    cfg = ROOT / "recipes/configs/transformer/sanity_clm.yaml"
+    common = [f"output_dir={tmp_path}", f"data.store={store}", "eval.markov_baseline=false", "eval.every=0",
+              "train.max_steps=3", "checkpoint.every=1"]
+    run_inprocess(cfg, *common)
+    before = (tmp_path / "final" / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match=r"holds an earlier run \(checkpoints/step_2, checkpoints/step_3, final.*--resume.*--overwrite"):
+        run_inprocess(cfg, *common, "train.max_steps=2")
+    assert (tmp_path / "final" / "model.safetensors").read_bytes() == before  # untouched
+    run_inprocess(cfg, *common, "train.max_steps=2", "--overwrite")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_1", "step_2"]
+    assert sorted(train_losses(tmp_path)) == [1, 2]  # a new metrics.csv, not appended to the old one
 
 
 def test_two_processes_disjoint_windows_identical_weights(store, tmp_path):
