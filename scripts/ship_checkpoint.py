@@ -49,6 +49,15 @@ def main() -> None:
     rows = rows[max(i for i, r in enumerate(rows) if r["split"] == "train" and int(r["step"]) == 1):]
     train = [r for r in rows if r["split"] == "train"]
     last_step = int(train[-1]["step"])
+    # A resumed run logs several segments, each with its own clock and token count from zero:
+    # add up the segments' times; tokens follow from the steps.
+    seconds, prev = 0.0, None
+    for r in train:
+        t = float(r["elapsed_s"])
+        if prev is not None and t < prev:
+            seconds += prev
+        prev = t
+    seconds += prev or 0.0
     held = {r["split"].split(":")[-1]: float(r["bits_per_base"]) for r in rows
             if r["split"].startswith("valid") and int(r["step"]) == last_step}
     markov = {}
@@ -67,9 +76,11 @@ def main() -> None:
         heldout[f"{s} bits/base"] = round(bpb, 4)
         if s in markov:
             heldout[f"{s} best Markov (k={markov[s][0]})"] = round(markov[s][1], 4)
-    minutes = float(train[-1]["elapsed_s"]) / 60
+    minutes = seconds / 60
+    t = cfg["train"]
+    tokens = last_step * int(t["batch_size"]) * int(t.get("grad_accum", 1)) * int(d["window"])
     card = {"task": cfg["objective"], "size": size, "params": model.backbone.num_parameters(),
-            "tokenizer": d.get("tokenizer", "dna-char"), "data": data, "tokens": int(train[-1]["tokens"]),
+            "tokenizer": d.get("tokenizer", "dna-char"), "data": data, "tokens": tokens,
             "steps": last_step, "hardware": f"{args.hardware}, {minutes:.0f} min", "heldout": heldout}
 
     sets = cfg.get("eval", {}).get("sets") or {}

@@ -155,6 +155,10 @@ def ship(run_final: Path, name: str, card: dict[str, Any], readme: str, root: Pa
         body = {k: v for k, v in asdict(info).items() if k != "path"}
         (tmp / "card.json").write_text(json.dumps({"card_version": CARD_VERSION, **body}, indent=2) + "\n")
         (tmp / "README.md").write_text(readme)
+        # mkdtemp makes a private folder; a shipped checkpoint is read by everyone
+        tmp.chmod(0o755)
+        for f in tmp.iterdir():
+            f.chmod(0o644)
         if dest.exists():
             old = dest.with_name(f".{name}.old")
             dest.rename(old)
