@@ -66,6 +66,9 @@ class AlignParams:
     deep_clusters: int = 12
     deep_max_occ: int = 1000
     rescue_below: float = 0.6
+    reseed: bool = True
+    reseed_clusters: int = 12
+    short_len: int = 50
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -118,13 +121,20 @@ class ReadResult:
         return None
 
 
+def min_score_for(length: int, p: AlignParams) -> int:
+    """Minimum score of a reported hit for a read of ``length`` bp: ``p.min_score`` for reads of
+    ``p.short_len`` bp or more, scaled down in proportion for shorter reads (the default 30 becomes
+    21 at 35 bp), so that a 35 bp read with two mismatches, or one near an end, still maps."""
+    return int(min(p.min_score, -(-p.min_score * length // p.short_len)))
+
+
 def same_locus(a: Hit, b: Hit, tol: int = 20) -> bool:
     return a.strand == b.strand and abs(a.gend - b.gend) <= tol
 
 
 def mapq(as_: int, xs: int | None, length: int, p: AlignParams) -> int:
     """MAPQ from the gap between best and second-best score, damped for low-identity hits."""
-    floor = p.min_score - 1
+    floor = min_score_for(length, p) - 1
     gap = as_ - max(xs if xs is not None else floor, floor)
     ident = min(1.0, as_ / max(1.0, 0.9 * length * p.match))
     return int(max(0, min(60, round(6.0 * gap / p.match * ident))))
@@ -155,11 +165,12 @@ class Aligner:
         self.ref_ascii = _ACGTN[index.reference & 0x0F]  # (G,) uint8 ACGTN bytes
         self.ref4 = np.minimum(index.reference & 0x0F, 4).astype(np.uint8)  # (G,) codes, 4 = any ambiguity
         self.search_block = 256
-        self._counts = {"embedded": 0, "rescued": 0}
+        self._counts = {"embedded": 0, "placed": 0}
 
     def take_counts(self) -> dict:
-        """Reads embedded and rescued (best hit from the embedding) since the last call."""
-        c, self._counts = self._counts, {"embedded": 0, "rescued": 0}
+        """Reads searched by embedding, and of those the reads placed by it (best hit from an
+        embedding candidate, after merging with the seed hits), since the last call."""
+        c, self._counts = self._counts, {"embedded": 0, "placed": 0}
         return c
 
     # -- embedding search -------------------------------------------------------------------------
@@ -209,8 +220,9 @@ class Aligner:
         return [s[o : o + n] for s in strands for o, n in windows(len(s), w)]
 
     def candidates(self, strands, sims, ids, qemb, diags, mode: str | None = None) -> list[tuple]:
-        """Ranked candidate windows [(rank key, strand, lo, hi)] in global coordinates for the
-        embedding modes; ``diags`` are the seed diagonals of the two strands."""
+        """Ranked candidate windows [(rank key, source, strand, lo, hi)] in global coordinates for
+        the embedding modes (source "emb", or "seed" for hybrid's seed clusters); ``diags`` are the
+        seed diagonals of the two strands."""
         idx, p = self.index, self.p
         mode = mode or p.mode
         F, W, stride = idx.fragment_len, idx.window, int(idx.manifest["stride"])
@@ -244,25 +256,27 @@ class Aligner:
             first[1:] = key[order][1:] != key[order][:-1]
             for k in order[first]:
                 cands.append((float(sim[k]), int(v[k]), int(lo[k]), int(hi[k]), int(lo_s[k]), int(hi_s[k]), strand))
+        cands = [c + ("emb",) for c in cands]
         if mode == "hybrid":
+            G = int(idx.offsets[-1])
             for strand in (0, 1):
                 for v, d in _clusters(diags[strand])[: p.seed_clusters]:
-                    if v < 2 or not 0 <= d < idx.offsets[-1]:
+                    if v < 2 or not -L < d < G:
                         continue
                     if any(x[6] == strand and x[4] - 8 <= d <= x[5] + 8 for x in cands):
                         continue  # the embedding search already found this locus
-                    c = idx.contig_of(d)
+                    c = idx.contig_of(min(max(d + L // 2, 0), G - 1))  # the contig holding most of the read
                     sim = 0.0
                     if qemb is not None:  # similarity of the read to the fragment holding the hit
-                        f = max(0, int(np.searchsorted(idx.fragments, d, "right")) - 1)
+                        f = max(0, int(np.searchsorted(idx.fragments, max(d, 0), "right")) - 1)
                         sim = float(idx.embeddings[f] @ qemb[strand * nw])
                     lo = max(int(idx.offsets[c]), d - p.pad)
                     hi = min(int(idx.offsets[c + 1]), d + L + p.pad)
-                    cands.append((sim, v, lo, hi, d, d, strand))
+                    cands.append((sim, v, lo, hi, d, d, strand, "seed"))
         ranked = []
-        for sim, v, lo, hi, _, _, strand in cands:
+        for sim, v, lo, hi, _, _, strand, src in cands:
             rank = (-sim, lo) if mode == "emb" else (-v, -sim, lo)
-            ranked.append((rank, strand, lo, hi))
+            ranked.append((rank, src, strand, lo, hi))
         ranked.sort()
         return ranked[: p.max_align]
 
@@ -298,6 +312,11 @@ class Aligner:
                     new = [c for c in cands if c not in done]
                     if new:
                         out[live[j]] = _merge(out[live[j]], self._score(reads[live[j]], new))
+            # re-seeding (as bwa mem re-seeds reads with few hits): reads still placed poorly look up
+            # every k-mer of the read in the index's short-seed table (k ~ 12): divergent and short
+            # reads keep far more intact 12-mers than 15-mers
+            if p.reseed and self.index.reseed is not None:
+                self._reseed(reads, live, out)
             # reads the seeds did not place well go through the embedding search
             todo = [] if p.mode == "seed" else [
                 j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.rescue_below * p.match * len(reads[i][0])]
@@ -316,15 +335,34 @@ class Aligner:
                 i = live[j]
                 cands = self.candidates(reads[i], sims[s : s + k], ids[s : s + k], emb[s : s + k], strand_diags(j),
                                         emb_mode)
-                hits = self._score(reads[i], cands, source="emb")
+                hits = self._score(reads[i], cands, source=[c[1] for c in cands])
                 # rescue: merge with the seed hits, one hit per locus, best first
                 out[i] = _merge(out[i], hits) if p.mode == "rescue" else hits
-                self._counts["rescued"] += p.mode == "rescue" and bool(out[i]) and out[i][0].source == "emb"
+                self._counts["placed"] += bool(out[i]) and out[i][0].source == "emb"
             self._counts["embedded"] += len(todo)
         out = self._trace_batch(reads, out, n_trace)
         if self.mate_window:
             out = self._rescue_mates(reads, out, n_trace)
         return out
+
+    def _reseed(self, reads: list[list[np.ndarray]], live: list[int], out: list[list[Hit]]) -> None:
+        """Short-seed round for the reads whose best score is below ``deep_below`` x length: every
+        read k-mer against the short-seed table, clusters with a single seed allowed, windows at a
+        locus some hit of the read already covers skipped."""
+        p = self.p
+        todo = [j for j, i in enumerate(live)
+                if not out[i] or out[i][0].score < p.deep_below * p.match * len(reads[i][0])]
+        if not todo:
+            return
+        seqs = [s for j in todo for s in reads[live[j]]]
+        b, d = self.index.reseed.batch_diagonals(seqs, every_kmer=True)
+        lens = np.array([len(s) for s in seqs])
+        for j, cands in zip(todo, self._seed_candidates(b, d, lens, p.reseed_clusters, 2 * p.reseed_clusters,
+                                                         min_votes=1)):
+            i = live[j]
+            new = [c for c in cands if not any(h.strand == c[0] and c[1] <= h.gend < c[2] for h in out[i])]
+            if new:
+                out[i] = _merge(out[i], self._score(reads[i], new))
 
     #: paired input: reads 2i and 2i + 1 are mates, and a mate is searched for within this many bp
     #: downstream of its partner's hits (0: single-end; set by the pipeline from the insert sizes)
@@ -363,28 +401,47 @@ class Aligner:
     def _trace_batch(self, reads: list[list[np.ndarray]], hits: list[list[Hit]], n_trace: int) -> list[list[Hit]]:
         """Trace back the first ``n_trace`` hits of every read: all gapless ones at once with numpy
         (:meth:`_ungapped`), the rest one by one with parasail (:meth:`traceback`)."""
-        todo = [(i, k) for i, hs in enumerate(hits) for k in range(min(n_trace, len(hs))) if not hs[k].traced]
-        if not todo:
-            return hits
-        fast = self._ungapped([reads[i][hits[i][k].strand] for i, k in todo], [hits[i][k] for i, k in todo])
-        for (i, k), f in zip(todo, fast):
-            hits[i][k] = f if f is not None else self.traceback(reads[i][hits[i][k].strand], hits[i][k])
-        return hits
+        while True:
+            todo = [(i, k) for i, hs in enumerate(hits) for k in range(min(n_trace, len(hs))) if not hs[k].traced]
+            if not todo:
+                return hits
+            fast = self._ungapped([reads[i][hits[i][k].strand] for i, k in todo], [hits[i][k] for i, k in todo])
+            for (i, k), f in zip(todo, fast):
+                hits[i][k] = f if f is not None else self.traceback(reads[i][hits[i][k].strand], hits[i][k])
+            # extending an end to the read's end can cost up to clip_penalty - 1: a hit that falls
+            # below the minimum score is dropped (and the next one traced), never reported
+            for i in {i for i, _ in todo}:
+                floor = min_score_for(len(reads[i][0]), self.p)
+                hits[i] = [h for h in hits[i] if not (h.traced and h.score < floor)]
 
     def _seed_candidates(self, bounds: np.ndarray, diags: np.ndarray, lens: np.ndarray, top: int,
-                         max_align: int) -> list[list[tuple]]:
+                         max_align: int, min_votes: int = 2) -> list[list[tuple]]:
         """Candidate windows ``[(strand, lo, hi)]`` per read from the ``top`` best seed clusters of
-        each strand, ranked by votes then position, at most ``max_align`` per read."""
+        each strand with at least ``min_votes`` seeds, ranked by votes then position, at most
+        ``max_align`` per read."""
         idx, p = self.index, self.p
         n_reads = (bounds.size - 1) // 2
         cs, votes, d, dlo, dhi = batch_clusters(bounds, diags, top, span=True)
-        ok = (votes >= 2) & (d >= 0) & (d < idx.offsets[-1])
-        cs, votes, d, dlo, dhi = cs[ok], votes[ok], d[ok], dlo[ok], dhi[ok]
+        G, n_contigs = int(idx.offsets[-1]), len(idx.offsets) - 1
+        L = lens[cs]
+        # a read may hang over either end of a contig (circular genomes): its diagonal is then
+        # before the contig's start (in the previous contig, or negative) or its end past the end
+        ok = (votes >= min_votes) & (d + L > 0) & (d < G)
+        cs, votes, d, dlo, dhi, L = cs[ok], votes[ok], d[ok], dlo[ok], dhi[ok], L[ok]
         # the window spans the cluster's diagonals (at most MAX_SPAN bp around the median)
         dlo, dhi = np.maximum(dlo, d - MAX_SPAN // 2), np.minimum(dhi, d + MAX_SPAN // 2)
-        c = np.searchsorted(idx.offsets, d, "right") - 1
+        # one window in the contig where the read starts and one in the contig where it ends, when
+        # they differ: each clipped to its contig, so the overhang is soft-clipped at either end
+        ca = np.searchsorted(idx.offsets, d, "right") - 1
+        cb = np.searchsorted(idx.offsets, d + L - 1, "right") - 1
+        two = (cb != ca) & (ca >= 0) & (cb < n_contigs)
+        cs, votes, d, dlo, dhi, L = (np.concatenate([x, x[two]]) for x in (cs, votes, d, dlo, dhi, L))
+        c = np.concatenate([np.where(ca >= 0, ca, cb), cb[two]])
+        c = np.minimum(c, n_contigs - 1)
         lo = np.maximum(idx.offsets[c], dlo - p.pad)
-        hi = np.minimum(idx.offsets[c + 1], dhi + lens[cs] + p.pad)
+        hi = np.minimum(idx.offsets[c + 1], dhi + L + p.pad)
+        keep = hi - lo >= min(p.min_len, 20)
+        cs, votes, lo, hi = cs[keep], votes[keep], lo[keep], hi[keep]
         read = cs // 2
         order = np.lexsort((cs % 2, lo, -votes, read))
         read, strand, lo, hi = read[order], (cs % 2)[order], lo[order], hi[order]
@@ -395,26 +452,29 @@ class Aligner:
             out.append(list(zip(strand[a:b].tolist(), lo[a:b].tolist(), hi[a:b].tolist())))
         return out
 
-    def _score(self, strands: list[np.ndarray], cands: list[tuple], source: str = "seed") -> list[Hit]:
+    def _score(self, strands: list[np.ndarray], cands: list[tuple], source: str | list[str] = "seed") -> list[Hit]:
         """Smith-Waterman score every candidate window ``(…, strand, lo, hi)`` (the last three
-        fields) -> untraced hits, one per locus, best first."""
+        fields; ``source`` names where each came from, one name or one per candidate) -> untraced
+        hits, one per locus, best first."""
         ps, p = self._parasail, self.p
         profiles = [None, None]
         scored = []
-        for cand in cands:
+        floor = min_score_for(len(strands[0]), p)
+        srcs = [source] * len(cands) if isinstance(source, str) else source
+        for cand, src in zip(cands, srcs):
             strand, lo, hi = cand[-3:]
             if profiles[strand] is None:
                 profiles[strand] = ps.profile_create_16(_ACGTN[strands[strand]].tobytes().decode(), self.matrix)
             ref = self.ref_ascii[lo:hi].tobytes().decode()
             r = ps.sw_striped_profile_16(profiles[strand], ref, p.gap_open + p.gap_extend, p.gap_extend)
-            if r.score >= p.min_score:
-                scored.append((r.score, strand, lo, hi, lo + r.end_ref, r.end_query))
+            if r.score >= floor:
+                scored.append((r.score, strand, lo, hi, lo + r.end_ref, r.end_query, src))
         # best first; ties broken by position then strand so the choice is deterministic
         scored.sort(key=lambda t: (-t[0], t[4], t[1]))
         hits: list[Hit] = []
-        for score, strand, lo, hi, gend, qend in scored:
+        for score, strand, lo, hi, gend, qend, src in scored:
             h = Hit(score=score, contig=-1, pos=0, end=0, strand=strand, gpos=gend, win=(lo, hi), qend=qend, gend=gend,
-                    source=source)
+                    source=src)
             if any(same_locus(h, x) for x in hits):
                 continue
             hits.append(h)

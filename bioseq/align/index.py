@@ -9,9 +9,11 @@ leaves something that looks complete)::
                         contigs [{name, length, md5, offset}]
       reference.npy     (G,) uint8 alphabet codes of all contigs, concatenated
       fragments.npy     (N,) int64 global start of every fragment
-      embeddings.npy    (N, dim) float32 L2-normalised fragment embeddings
+      embeddings.npy    (N, dim) float32 L2-normalised fragment embeddings (network encoders only:
+                        a k-mer sketch is recomputed from the reference when needed)
       faiss.index       inner-product index over the embeddings (flat, or HNSW for large genomes)
       minimizers.npz    sorted minimizer hashes and their global positions
+      reseed.npz        the same for short (k ~ 12) minimizers, for the re-seeding round
 
 Fragments of ``fragment_len`` bp are tiled every ``stride`` bp per contig (the last one flush with
 the contig end), so every read window of up to ``fragment_len - stride`` bp lies wholly inside at
@@ -50,6 +52,8 @@ class IndexParams:
         fragment_len: bp per reference fragment (the encoder's training fragment length).
         stride: bp between fragment starts; reads up to ``fragment_len - stride`` fit one fragment.
         k, w: minimizer k-mer size and window for the seed table.
+        reseed_k, reseed_w: the same for the short-seed table of the re-seeding round (divergent
+            and short reads); ``reseed_k=0`` builds none.
         hnsw_above: number of fragments above which the FAISS index is HNSW instead of exact.
     """
 
@@ -58,12 +62,16 @@ class IndexParams:
     k: int = 15
     w: int = 10
     hnsw_above: int = 100_000
+    reseed_k: int = 12
+    reseed_w: int = 4
 
     def __post_init__(self) -> None:
         if not 0 < self.stride < self.fragment_len:
             raise ValueError(f"stride must be in (0, fragment_len); got {self.stride}, {self.fragment_len}")
         if not 8 <= self.k <= 31 or self.w < 1:
             raise ValueError(f"minimizer k must be 8..31 and w >= 1; got k={self.k} w={self.w}")
+        if self.reseed_k and (not 8 <= self.reseed_k <= 31 or self.reseed_w < 1):
+            raise ValueError(f"re-seeding k must be 8..31 and w >= 1; got k={self.reseed_k} w={self.reseed_w}")
 
     @property
     def window(self) -> int:
@@ -80,9 +88,10 @@ def tile(length: int, fragment_len: int, stride: int) -> np.ndarray:
     return starts
 
 
-def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params: IndexParams | None = None,
+def build_index(reference: str | Path, out: str | Path, encoder, params: IndexParams | None = None,
                 progress: bool = True, block: int | None = None) -> dict:
-    """Build an index for ``reference`` (FASTA, plain/gzip/xz) with ``encoder`` into ``out``.
+    """Build an index for ``reference`` (FASTA, plain/gzip/xz) with ``encoder`` (a network
+    :class:`~bioseq.align.encoder.Encoder` or a :class:`~bioseq.align.sketch.SketchEncoder`) into ``out``.
     ``block`` fragments are embedded per progress step (and per process when distributed)."""
     import faiss
     from tqdm import tqdm
@@ -123,13 +132,13 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
         kind = "flat"
     index.add(emb)
     hashes, positions = build_table(ref, params.k, params.w)
+    reseed = build_table(ref, params.reseed_k, params.reseed_w) if params.reseed_k else None
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "encoder": {"fingerprint": encoder.fingerprint,
-                    "config": json.loads((encoder.path / "config.json").read_text())},
+        "encoder": {"fingerprint": encoder.fingerprint, "config": encoder.config},
         "fragment_len": params.fragment_len, "stride": params.stride, "window": params.window,
-        "k": params.k, "w": params.w, "faiss": kind, "n_fragments": int(len(starts)),
+        "k": params.k, "w": params.w, "reseed_k": params.reseed_k, "reseed_w": params.reseed_w, "faiss": kind, "n_fragments": int(len(starts)),
         "reference": str(reference),
         "contigs": [{"name": c.name, "length": c.length, "md5": c.md5, "offset": int(o)}
                     for c, o in zip(contigs, offsets[:-1])],
@@ -140,9 +149,12 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
     try:
         np.save(tmp / "reference.npy", ref)
         np.save(tmp / "fragments.npy", starts)
-        np.save(tmp / "embeddings.npy", emb)
+        if not is_sketch(manifest):  # a fragment's sketch is recomputed from the reference when needed
+            np.save(tmp / "embeddings.npy", emb)
         faiss.write_index(index, str(tmp / "faiss.index"))
         np.savez(tmp / "minimizers.npz", hashes=hashes, positions=positions)
+        if reseed is not None:
+            np.savez(tmp / "reseed.npz", hashes=reseed[0], positions=reseed[1])
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         old = None
         if out.exists():
@@ -157,6 +169,31 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
     if world > 1:
         state.wait_for_everyone()
     return manifest
+
+
+def is_sketch(manifest: dict) -> bool:
+    """Whether the index's embeddings are k-mer sketches (:mod:`bioseq.align.sketch`), not a network's."""
+    return manifest["encoder"]["config"].get("model_type") == "sketch"
+
+
+def index_encoder(index: Index, path: str | Path | None = None, threads: int | None = None):
+    """The encoder that embeds reads for ``index``: the sketch it was built with, or the network at
+    ``path`` (default: the bundled one), checked against the index's fingerprint."""
+    from bioseq.align.encoder import load_encoder
+    from bioseq.align.sketch import SketchEncoder
+
+    if is_sketch(index.manifest):
+        return SketchEncoder.from_config(index.manifest["encoder"]["config"])
+    enc = load_encoder(path, threads=threads)
+    _check_encoder(index.path, index.manifest, enc)
+    return enc
+
+
+def _check_encoder(path: Path, manifest: dict, encoder) -> None:
+    if manifest["encoder"]["fingerprint"] != encoder.fingerprint:
+        raise IndexError_(f"{path}: built with encoder {manifest['encoder']['fingerprint']} but aligning with "
+                          f"encoder {encoder.fingerprint} ({encoder.path}); embeddings from different encoders "
+                          f"are not comparable: rebuild the index or pass the matching --encoder")
 
 
 def _distributed() -> tuple[int, int, object]:
@@ -182,6 +219,7 @@ class Index:
     contigs: list[Contig]
     offsets: np.ndarray  # (n_contigs + 1,) global start of each contig, then the total length
     ef_search: int = 128  # HNSW search breadth
+    reseed: SeedTable | None = None  # short-seed table of the re-seeding round (absent: no re-seeding)
     _faiss: object = field(default=None, init=False, repr=False)  # read on first use
 
     @property
@@ -219,10 +257,8 @@ def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int 
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexError_(f"{path}: index format_version {manifest.get('format_version')} is not supported "
                           f"(this bioseq reads version {FORMAT_VERSION}); rebuild it with `bioseq index`")
-    if encoder is not None and manifest["encoder"]["fingerprint"] != encoder.fingerprint:
-        raise IndexError_(f"{path}: built with encoder {manifest['encoder']['fingerprint']} but aligning with "
-                          f"encoder {encoder.fingerprint} ({encoder.path}); embeddings from different encoders "
-                          f"are not comparable: rebuild the index or pass the matching --encoder")
+    if encoder is not None:
+        _check_encoder(path, manifest, encoder)
     ref = np.load(path / "reference.npy")
     contigs = [Contig(c["name"], ref[c["offset"]: c["offset"] + c["length"]]) for c in manifest["contigs"]]
     offsets = np.array([c["offset"] for c in manifest["contigs"]] + [ref.shape[0]], dtype=np.int64)
@@ -230,6 +266,16 @@ def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int 
         raise IndexError_(f"{path}: faiss.index is missing; rebuild the index with `bioseq index`")
     mz = np.load(path / "minimizers.npz")
     seeds = SeedTable(mz["hashes"], mz["positions"], manifest["k"], manifest["w"])
-    # embeddings are read in place (memory-mapped): only the fragments a search touches are paged in
-    return Index(path, manifest, ref, np.load(path / "fragments.npy"), np.load(path / "embeddings.npy", mmap_mode="r"),
-                 seeds, contigs, offsets, ef_search)
+    reseed = None
+    if manifest.get("reseed_k") and (path / "reseed.npz").exists():
+        rz = np.load(path / "reseed.npz")
+        reseed = SeedTable(rz["hashes"], rz["positions"], manifest["reseed_k"], manifest["reseed_w"])
+    fragments = np.load(path / "fragments.npy")
+    if is_sketch(manifest):
+        from bioseq.align.sketch import FragmentSketches, SketchEncoder
+
+        emb = FragmentSketches(SketchEncoder.from_config(manifest["encoder"]["config"]), ref, fragments,
+                               int(manifest["fragment_len"]), offsets)
+    else:  # read in place (memory-mapped): only the fragments a search touches are paged in
+        emb = np.load(path / "embeddings.npy", mmap_mode="r")
+    return Index(path, manifest, ref, fragments, emb, seeds, contigs, offsets, ef_search, reseed)
