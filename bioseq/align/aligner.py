@@ -40,6 +40,8 @@ from bioseq.align.minimizers import clusters as _clusters
 
 MODES = ("rescue", "seed", "hybrid", "emb+vote", "emb")
 MAX_SPAN = 1000  # widest spread of seed diagonals one candidate window covers (tandem repeats)
+LOCUS_TOL = 20  # hits whose alignment ends are this close (same strand) are one locus
+END_SLACK = 12  # reference bases beyond a clipped read end that a gapped end extension may use
 _ACGTN = np.frombuffer(b"ACGTNNNNNNNNNNNN", dtype=np.uint8)
 
 
@@ -128,16 +130,37 @@ def min_score_for(length: int, p: AlignParams) -> int:
     return int(min(p.min_score, -(-p.min_score * length // p.short_len)))
 
 
-def same_locus(a: Hit, b: Hit, tol: int = 20) -> bool:
+def same_locus(a: Hit, b: Hit, tol: int = LOCUS_TOL) -> bool:
+    """Same strand and alignment ends within ``tol`` bp (one locus)."""
     return a.strand == b.strand and abs(a.gend - b.gend) <= tol
 
 
-def mapq(as_: int, xs: int | None, length: int, p: AlignParams) -> int:
-    """MAPQ from the gap between best and second-best score, damped for low-identity hits."""
+def mapq(as_: int, xs: int | None, length: int, p: AlignParams, nm: int = 0, others: list[int] | None = None) -> int:
+    """Mapping quality: -10 log10 of the probability that another locus is the read's source.
+
+    Each other hit (``others``, the scores of the read's hits at other loci; ``xs`` alone if not
+    given) is as likely as the best one times ``r ** (score gap / (match + mismatch))``, where ``r``
+    is the odds of one more substitution at the read's own observed difference rate (``nm`` /
+    ``length``, at least 1/length): a read that already differs from the reference at 5% of its bases
+    gains little confidence from one mismatch less. Copies that score within two mismatches of
+    the best one mark a repeat family whose members the candidate search may not all have seen:
+    each lowers MAPQ like bwa mem's count of sub-optimal hits, and MAPQ never exceeds bwa mem's
+    relative-gap estimate. Capped at 60 (never 255)."""
     floor = min_score_for(length, p) - 1
-    gap = as_ - max(xs if xs is not None else floor, floor)
-    ident = min(1.0, as_ / max(1.0, 0.9 * length * p.match))
-    return int(max(0, min(60, round(6.0 * gap / p.match * ident))))
+    scores = list(others) if others is not None else ([] if xs is None else [xs])
+    scores = [s for s in scores if s > floor] or [floor]
+    e = min(0.3, max(nm + 1, 1) / max(length, 1))
+    per_point = -10.0 * np.log10(e / (3.0 * (1.0 - e))) / (p.match + p.mismatch)
+    gaps = np.maximum(0, as_ - np.array(scores, dtype=np.float64))
+    s = float(np.sum(10.0 ** (-per_point * gaps / 10.0)))
+    q = -10.0 * np.log10(s / (1.0 + s))
+    close = int(np.sum(gaps <= 2 * (p.match + p.mismatch))) if scores != [floor] else 0
+    q -= 10.0 * np.log10(1.0 + close)
+    if scores != [floor]:
+        # and never above bwa mem's relative-gap estimate, 30 (1 - XS/AS) ln(length): the other
+        # loci found are a sample of a repeat family, and members not found may score higher
+        q = min(q, 30.0 * (1.0 - max(scores) / max(as_, 1)) * np.log(max(length, 2)))
+    return int(max(0, min(60, round(q))))
 
 
 def windows(length: int, w: int) -> list[tuple[int, int]]:
@@ -303,7 +326,10 @@ class Aligner:
                 out[live[j]] = self._score(reads[live[j]], cands)
             # reads placed poorly or not at all (repeats, low complexity, divergent copies) get a
             # deeper seed round: more clusters per strand and the frequent minimizers back in
-            deep = [j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.deep_below * p.match * len(reads[i][0])]
+            # (and reads with a near-equal hit elsewhere: repeat families, whose other members the
+            # first round's few clusters may not all reach; MAPQ needs them)
+            deep = [j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.deep_below * p.match * len(reads[i][0])
+                    or (len(out[i]) > 1 and out[i][1].score >= out[i][0].score - 2 * (p.match + p.mismatch))]
             if deep:
                 b2, d2 = self.index.seeds.batch_diagonals([s for j in deep for s in reads[live[j]]], p.deep_max_occ)
                 l2 = np.array([len(s) for j in deep for s in reads[live[j]]])
@@ -465,10 +491,22 @@ class Aligner:
             strand, lo, hi = cand[-3:]
             if profiles[strand] is None:
                 profiles[strand] = ps.profile_create_16(_ACGTN[strands[strand]].tobytes().decode(), self.matrix)
-            ref = self.ref_ascii[lo:hi].tobytes().decode()
-            r = ps.sw_striped_profile_16(profiles[strand], ref, p.gap_open + p.gap_extend, p.gap_extend)
-            if r.score >= floor:
-                scored.append((r.score, strand, lo, hi, lo + r.end_ref, r.end_query, src))
+            L = len(strands[strand])
+            todo = [(lo, hi)]
+            while todo:
+                a, b = todo.pop()
+                r = ps.sw_striped_profile_16(profiles[strand], self.ref_ascii[a:b].tobytes().decode(),
+                                             p.gap_open + p.gap_extend, p.gap_extend)
+                if r.score < floor:
+                    continue
+                scored.append((r.score, strand, a, b, a + r.end_ref, r.end_query, src))
+                if (a, b) == (lo, hi) and hi - lo > 2 * L + 2 * p.pad:
+                    # a wide window (a tandem repeat's seed cluster) may hold other copies, or the
+                    # same read shifted by whole periods of the repeat: one SW finds only the best,
+                    # so score the window again without it, ending further left and starting
+                    # further right than another locus needs (same_locus's tolerance)
+                    e, t = a + r.end_ref, LOCUS_TOL + 1
+                    todo += [w for w in ((lo, e - t), (e - L + t, hi)) if w[1] - w[0] >= L // 2]
         # best first; ties broken by position then strand so the choice is deterministic
         scored.sort(key=lambda t: (-t[0], t[4], t[1]))
         hits: list[Hit] = []
@@ -480,12 +518,23 @@ class Aligner:
             hits.append(h)
         return hits
 
-    def _extend(self, q: str, r: str) -> tuple[int, list[tuple[int, str]]]:
-        """Ungapped score of ``q`` against ``r`` (same length) and its =/X runs."""
-        same = [a == b and a != "N" for a, b in zip(q, r)]
-        n_n = sum(1 for a, b in zip(q, r) if "N" in (a, b))
-        score = sum(same) * self.p.match - (len(q) - sum(same) - n_n) * self.p.mismatch - n_n
-        return score, _runs(same)
+    def _extend_end(self, q: str, r: str, left: bool) -> tuple[int, list[tuple[int, str]], int]:
+        """Best alignment of the clipped read end ``q`` that reaches the read's end, anchored at the
+        junction with the local alignment (the end of ``r`` when ``left``, else its start), the far
+        end of ``r`` free -> (score, =/X/I/D runs, reference bases used). An alignment whose
+        outermost read base is an insertion is refused (a very low score): the end stays clipped."""
+        if not r:
+            return -(1 << 30), [], 0
+        p, ps = self.p, self._parasail
+        fn = ps.sg_db_trace_scan_16 if left else ps.sg_de_trace_scan_16
+        res = fn(q, r, p.gap_open + p.gap_extend, p.gap_extend, self.matrix)
+        ops = _parse_cigar(res.cigar.decode.decode())
+        # the free reference gap at the far end is not part of the alignment
+        while ops and ops[0 if left else -1][1] == "D":
+            ops.pop(0 if left else -1)
+        if not ops or ops[0 if left else -1][1] == "I":
+            return -(1 << 30), [], 0
+        return int(res.score), ops, sum(n for n, op in ops if op in "=XD")
 
     def traceback(self, codes: np.ndarray, h: Hit) -> Hit:
         """Full alignment of the hit's window: CIGAR (M/I/D/S), NM, MD, contig-local position."""
@@ -509,17 +558,18 @@ class Aligner:
         while ops and ops[-1][1] in "DI":
             ops.pop()
         # Local alignment clips an end as soon as clipping scores no worse; like bwa mem's clipping
-        # penalty, extend an end to the read's end unless that costs more than `clip_penalty`.
+        # penalty, extend an end to the read's end (gaps allowed: divergent reads often have an
+        # indel near an end) unless that costs more than `clip_penalty`.
         score = int(r.score)
-        if 0 < qb <= rb:
-            ext, run = self._extend(seq[:qb], ref[rb - qb : rb])
+        if qb > 0:
+            ext, run, used = self._extend_end(seq[:qb], ref[max(0, rb - qb - END_SLACK) : rb], left=True)
             if ext > -p.clip_penalty:
-                ops, score, rb, qb = run + ops, score + ext, rb - qb, 0
+                ops, score, rb, qb = run + ops, score + ext, rb - used, 0
         qend = qb + sum(n for n, op in ops if op in "=XI")
         rend = rb + sum(n for n, op in ops if op in "=XD")
         tail = L - qend
-        if 0 < tail <= len(ref) - rend:
-            ext, run = self._extend(seq[qend:], ref[rend : rend + tail])
+        if tail > 0:
+            ext, run, _ = self._extend_end(seq[qend:], ref[rend : rend + tail + END_SLACK], left=False)
             if ext > -p.clip_penalty:
                 ops, score = ops + run, score + ext
         cig, md, nm = [], [], 0
@@ -599,6 +649,7 @@ class Aligner:
         score = score + np.where(ext_l, left, 0) + np.where(ext_r, right, 0)
         a = np.where(ext_l, 0, a)
         e = np.where(ext_r, L, e)
+        ok &= (a == 0) & (e == L)  # an end still clipped may reach the read's end with a gap: full traceback
         out: list[Hit | None] = []
         for i in range(n):
             if not ok[i]:
@@ -627,18 +678,6 @@ def _merge(a: list[Hit], b: list[Hit], prefer: str | None = None) -> list[Hit]:
         if not any(same_locus(h, x) for x in hits):
             hits.append(h)
     return hits
-
-
-def _runs(flags: list[bool]) -> list[tuple[int, str]]:
-    """Match/mismatch flags -> merged ``(n, '=' | 'X')`` runs."""
-    out: list[tuple[int, str]] = []
-    for f in flags:
-        op = "=" if f else "X"
-        if out and out[-1][1] == op:
-            out[-1] = (out[-1][0] + 1, op)
-        else:
-            out.append((1, op))
-    return out
 
 
 def _parse_cigar(s: str) -> list[tuple[int, str]]:

@@ -135,6 +135,10 @@ def is_proper(a: Hit, b: Hit, max_insert: int) -> bool:
     return fwd.pos <= rev.end and max(a.end, b.end) - min(a.pos, b.pos) <= max_insert
 
 
+def _mapq(h: Hit, res: ReadResult, length: int, p: AlignParams) -> int:
+    return mapq(h.score, res.xs(h), length, p, h.nm, [x.score for x in res.hits if x is not h])
+
+
 def _tags(h: Hit, xs: int | None) -> list[str]:
     t = [f"NM:i:{h.nm}", f"MD:Z:{h.md}", f"AS:i:{h.score}"]
     if xs is not None:
@@ -150,7 +154,7 @@ def _lines_single(read: Read, res: ReadResult, names, p: AlignParams) -> list[st
     xs = res.xs(h)
     seq, qual = oriented(read.seq, read.qual, bool(h.strand))
     out = [record(read.name, FLAG_REVERSE * h.strand, names[h.contig], h.pos + 1,
-                  mapq(h.score, xs, len(read.seq), p), h.cigar, "*", 0, 0, seq, qual, _tags(h, xs))]
+                  _mapq(h, res, len(read.seq), p), h.cigar, "*", 0, 0, seq, qual, _tags(h, xs))]
     out += _secondary(read.name, res, names, 0, "*", 0, p)
     return out
 
@@ -195,7 +199,7 @@ def _lines_pair(reads: tuple[Read, Read], res: tuple[ReadResult, ReadResult], na
             continue
         flag |= FLAG_REVERSE * me.strand
         xs = res[i].xs(me)
-        q = mapq(me.score, xs, len(read.seq), p)
+        q = _mapq(me, res[i], len(read.seq), p)
         if proper:
             q = max(q, min(pq, 60)) if me is res[i].best else min(q, pq)
         seq, qual = oriented(read.seq, read.qual, bool(me.strand))
