@@ -219,8 +219,8 @@ class Index:
     contigs: list[Contig]
     offsets: np.ndarray  # (n_contigs + 1,) global start of each contig, then the total length
     ef_search: int = 128  # HNSW search breadth
-    reseed: SeedTable | None = None  # short-seed table of the re-seeding round (absent: no re-seeding)
     _faiss: object = field(default=None, init=False, repr=False)  # read on first use
+    _reseed: object = field(default=False, init=False, repr=False)  # read on first use (False: not yet)
 
     @property
     def fragment_len(self) -> int:
@@ -240,6 +240,17 @@ class Index:
             if self.manifest["faiss"].startswith("hnsw"):
                 self._faiss.hnsw.efSearch = self.ef_search
         return self._faiss
+
+    @property
+    def reseed(self) -> SeedTable | None:
+        """The short-seed table of the re-seeding round, read on first use (None: the index has none)."""
+        if self._reseed is False:
+            self._reseed = None
+            if self.manifest.get("reseed_k") and (self.path / "reseed.npz").exists():
+                rz = np.load(self.path / "reseed.npz")
+                self._reseed = SeedTable(rz["hashes"], rz["positions"], self.manifest["reseed_k"],
+                                         self.manifest["reseed_w"])
+        return self._reseed
 
     def contig_of(self, pos: int) -> int:
         return int(np.searchsorted(self.offsets, pos, "right") - 1)
@@ -266,10 +277,6 @@ def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int 
         raise IndexError_(f"{path}: faiss.index is missing; rebuild the index with `bioseq index`")
     mz = np.load(path / "minimizers.npz")
     seeds = SeedTable(mz["hashes"], mz["positions"], manifest["k"], manifest["w"])
-    reseed = None
-    if manifest.get("reseed_k") and (path / "reseed.npz").exists():
-        rz = np.load(path / "reseed.npz")
-        reseed = SeedTable(rz["hashes"], rz["positions"], manifest["reseed_k"], manifest["reseed_w"])
     fragments = np.load(path / "fragments.npy")
     if is_sketch(manifest):
         from bioseq.align.sketch import FragmentSketches, SketchEncoder
@@ -278,4 +285,4 @@ def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int 
                                int(manifest["fragment_len"]), offsets)
     else:  # read in place (memory-mapped): only the fragments a search touches are paged in
         emb = np.load(path / "embeddings.npy", mmap_mode="r")
-    return Index(path, manifest, ref, fragments, emb, seeds, contigs, offsets, ef_search, reseed)
+    return Index(path, manifest, ref, fragments, emb, seeds, contigs, offsets, ef_search)

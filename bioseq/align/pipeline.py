@@ -136,7 +136,7 @@ def is_proper(a: Hit, b: Hit, max_insert: int) -> bool:
 
 
 def _mapq(h: Hit, res: ReadResult, length: int, p: AlignParams) -> int:
-    return mapq(h.score, res.xs(h), length, p, h.nm, [x.score for x in res.hits if x is not h])
+    return mapq(h.score, res.xs(h), length, p, [x.score for x in res.hits if x is not h])
 
 
 def _tags(h: Hit, xs: int | None) -> list[str]:
