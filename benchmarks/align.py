@@ -146,6 +146,9 @@ def main() -> None:
     ap.add_argument("--ablation", default="150 e0.02", help="setting where every mode runs")
     ap.add_argument("--ablation-reads", type=int, default=2000, help="reads for the embedding modes' ablation runs")
     ap.add_argument("--index-only", action="store_true", help="build (and time) the indexes, align nothing")
+    ap.add_argument("--bioseq-index-args", default="",
+                    help="extra `bioseq index` options, e.g. '--sketch-dim 256 --hnsw-above 1000000000' for a smaller, "
+                         "exact sketch search on a 20+ Mb genome")
     ap.add_argument("--update", action="store_true",
                     help="replace only the rows of the genomes and settings run now in the report at --out")
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("BIOSEQ_SHARED", ROOT.parent / "shared" / "data")))
@@ -170,7 +173,8 @@ def main() -> None:
             "bwa mem": (["bwa", "index", str(ref)], [Path(str(ref) + s) for s in (".amb", ".ann", ".bwt", ".pac", ".sa")]),
             "minimap2 -ax sr": (["minimap2", "-x", "sr", "-t", T, "-d", str(d / "ref.mmi"), str(ref)], [d / "ref.mmi"]),
             "bowtie2": (["bowtie2-build", "--threads", T, "-q", str(ref), str(d / "bt2")], list(d.glob("bt2*")) or [d / "bt2"]),
-            "bioseq": (py + ["index", str(ref), "-o", str(d / "ref.esa"), "-t", T], [d / "ref.esa"]),
+            "bioseq": (py + ["index", str(ref), "-o", str(d / "ref.esa"), "-t", T, *a.bioseq_index_args.split()],
+                       [d / "ref.esa"]),
         }
         # a tool not installed here is left out (its rows are missing from this run's report)
         steps = {t: v for t, v in steps.items() if t == "bioseq" or shutil.which(v[0][0])}
