@@ -113,7 +113,11 @@ def build_index(reference: str | Path, out: str | Path, encoder, params: IndexPa
     done = []
     for s in tqdm(mine, desc="embedding fragments", unit="blk", disable=not progress or rank != 0):
         e = min(len(starts), s + block)
-        done.append((s, encoder.embed([ref[a:b] for a, b in zip(starts[s:e], ends[s:e])], params.fragment_len)))
+        x = encoder.embed([ref[a:b] for a, b in zip(starts[s:e], ends[s:e])], params.fragment_len)
+        if world > 1:
+            done.append((s, x))
+        else:  # straight into place: no second copy of every embedding
+            emb[s:e] = x
     if world > 1:
         from accelerate.utils import gather_object
 

@@ -30,13 +30,11 @@ def command(
     Under `accelerate launch --num_processes N -m bioseq index ...` the fragments are embedded by N
     processes (CPU or GPU) and gathered; the index is identical to a single-process build."""
     import faiss
-    import torch
 
     from bioseq.align.encoder import load_encoder
     from bioseq.align.index import IndexParams, build_index
     from bioseq.align.reference import InputError
 
-    torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     out = out or Path(str(reference).removesuffix(".gz").removesuffix(".xz") + ".esa")
     try:
@@ -46,6 +44,9 @@ def command(
             enc = SketchEncoder(sketch_k, sketch_dim)
             fragment_len, stride = fragment_len or 300, stride or 150
         elif embedding == "neural":
+            import torch  # only the network needs it
+
+            torch.set_num_threads(threads)
             enc = load_encoder(encoder)
             fragment_len, stride = fragment_len or 256, stride or 96
         else:
