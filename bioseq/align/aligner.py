@@ -185,6 +185,8 @@ class Aligner:
         self.ref_ascii = _ACGTN[index.reference & 0x0F]  # (G,) uint8 ACGTN bytes
         self.ref4 = np.minimum(index.reference & 0x0F, 4).astype(np.uint8)  # (G,) codes, 4 = any ambiguity
         self.search_block = 256
+        # an encoder may state the similarity below which a fragment is noise (the sketch does)
+        self.min_similarity = float(getattr(encoder, "min_similarity", -np.inf))
         self._counts = {"embedded": 0, "placed": 0}
 
     def take_counts(self) -> dict:
@@ -213,6 +215,8 @@ class Aligner:
             if n < b:
                 q = np.concatenate([q, np.repeat(q[-1:], b - n, 0)])
             d, i = self.index.faiss_index.search(np.ascontiguousarray(q), k)
+            # fragments hardly more similar than chance are no candidates (-1, as FAISS marks none)
+            i[d < self.min_similarity] = -1
             sims.append(d[:n])
             ids.append(i[:n])
         self._last_emb = emb
