@@ -382,8 +382,11 @@ class Aligner:
         read k-mer against the short-seed table, clusters with a single seed allowed, windows at a
         locus some hit of the read already covers skipped."""
         p = self.p
+        # (and short reads with a mismatch and no second hit: with a few 15-mer seeds a repeat copy
+        # can go unseen, and a missing XS would make a wrong copy look unique)
         todo = [j for j, i in enumerate(live)
-                if not out[i] or out[i][0].score < p.deep_below * p.match * len(reads[i][0])]
+                if not out[i] or out[i][0].score < p.deep_below * p.match * len(reads[i][0])
+                or (len(reads[i][0]) < p.short_len and len(out[i]) == 1 and out[i][0].score < p.match * len(reads[i][0]))]
         if not todo:
             return
         seqs = [s for j in todo for s in reads[live[j]]]
