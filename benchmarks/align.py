@@ -314,6 +314,8 @@ def plot_mapq(rows: list[dict], path: Path) -> None:
     groups = list(dict.fromkeys((r["genome"], r["setting"]) for r in main))
     if not groups:
         return
+    tools = list(dict.fromkeys(r["tool"] for r in main))
+    color = {t: f"C{i}" for i, t in enumerate(tools)}  # one colour per tool in every panel
     cols = min(4, len(groups))
     nrow = -(-len(groups) // cols)
     fig, axes = plt.subplots(nrow, cols, figsize=(4 * cols, 3.4 * nrow), squeeze=False)
@@ -323,7 +325,7 @@ def plot_mapq(rows: list[dict], path: Path) -> None:
             reads, wrong = np.cumsum(h[:, 0]), np.cumsum(h[:, 1])
             keep = reads > 0
             err = np.maximum(wrong[keep] / reads[keep], 1e-5)
-            ax.plot(err, 100 * reads[keep] / r["reads"], marker=".", ms=3, label=r["tool"])
+            ax.plot(err, 100 * reads[keep] / r["reads"], marker=".", ms=3, label=r["tool"], color=color[r["tool"]])
             q20 = 60 - 20
             if reads[q20] > 0:
                 ax.plot(max(wrong[q20] / reads[q20], 1e-5), 100 * reads[q20] / r["reads"], "kx", ms=6)
@@ -333,7 +335,8 @@ def plot_mapq(rows: list[dict], path: Path) -> None:
         ax.set_ylabel("% reads with MAPQ >= q", fontsize=8)
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    for ax in list(axes.flat)[: len(groups)]:
+        ax.legend(fontsize=6)
     fig.suptitle("MAPQ calibration (x: MAPQ >= 20 point; 1e-5 = no wrong read)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -1,27 +1,29 @@
 """Candidate generation, local realignment, best-hit choice, MAPQ and read pairing.
 
-For every read both strands are embedded (reads longer than the index window as several windows)
-and searched in the FAISS index for the top-K fragments. Each fragment implies a range of read
-start positions; the candidate window around it is realigned with parasail's striped SIMD
-Smith-Waterman (bwa-mem scores: match 1, mismatch 4, gap open 6 + extend 1 per base).
+Candidates come from seeds first: minimizer seed clusters per read strand, a deeper round for
+poorly placed or ambiguous reads, and a re-seeding round with every 12-mer of the read against the
+index's short-seed table. Reads no seed placed are embedded (a k-mer sketch, or the encoder
+network) and searched in the FAISS index for the top-K fragments; each fragment implies a range of
+read start positions. Every candidate window is realigned with parasail's striped SIMD
+Smith-Waterman (bwa-mem scores: match 1, mismatch 4, gap open 6 + extend 1 per base), and the
+union of seed and embedding hits is kept one per locus, best first.
 
 Candidate modes (``AlignParams.mode``) make the contribution of each part measurable:
 
-* ``emb``: embedding search only; candidates ranked by cosine similarity.
-* ``emb+vote``: the same candidates re-ranked by a minimizer seed vote (hits whose diagonal
-  falls in the candidate's start range), then by similarity.
-* ``hybrid`` (default): ``emb+vote`` plus candidates from the best seed-diagonal clusters that
-  the embedding search missed (each scored with its fragment's embedding similarity too).
-* ``seed``: seed clusters only (no embedding), a baseline for the ablation.
-* ``rescue`` (default): seed clusters first, for the whole batch at once; only the reads the seeds
-  leave unplaced or poorly placed (best score below ``rescue_below`` x read length) are embedded and
-  searched, and their embedding candidates (re-ranked by the seed vote) are realigned and merged.
-  The network then costs time only where it can change the answer.
+* ``rescue`` (default): seeds (and re-seeding) for the whole batch at once; only the reads they
+  leave unplaced (or, with ``rescue_below`` > 0, placed below ``rescue_below`` x read length) go
+  through the embedding search, whose candidates (re-ranked by the seed vote) are realigned and
+  merged with the seed hits.
+* ``seed``: seeds and re-seeding only (``reseed=False``: seeds only), the ablation baseline.
+* ``hybrid``: every read embedded; ``emb+vote`` re-ranked by the seed vote plus the best
+  seed-diagonal clusters the embedding search missed.
+* ``emb+vote``: embedding candidates re-ranked by a seed vote, then by similarity.
+* ``emb``: embedding search only; candidates ranked by similarity.
 
 The ``max_align`` best-ranked candidates are scored; the best gets a traceback (CIGAR, NM, MD):
-directly from the diagonal when the best local alignment is ungapped (most reads), otherwise from
-parasail's striped traceback. XS is the best score at another locus; MAPQ grows with AS - XS and is
-capped at 60 (never 255).
+directly from the diagonal when the best local alignment is ungapped and reaches both read ends
+(most reads), otherwise from parasail's striped traceback with gapped end extension. XS is the
+best score at another locus; MAPQ follows bwa mem's relative-gap estimate (:func:`mapq`).
 
 Seeding, clustering and candidate windows run on whole batches of reads with numpy; a read's
 result depends only on the read, so batch size and thread count never change the output.
