@@ -503,21 +503,22 @@ class Aligner:
             if profiles[strand] is None:
                 profiles[strand] = ps.profile_create_16(_ACGTN[strands[strand]].tobytes().decode(), self.matrix)
             L = len(strands[strand])
-            todo = [(lo, hi)]
-            while todo:
+            todo, top = [(lo, hi)], True
+            while todo:  # the window, then (once) the parts of a wide one beside its best hit
                 a, b = todo.pop()
                 r = ps.sw_striped_profile_16(profiles[strand], self.ref_ascii[a:b].tobytes().decode(),
                                              p.gap_open + p.gap_extend, p.gap_extend)
-                if r.score < floor:
-                    continue
-                scored.append((r.score, strand, a, b, a + r.end_ref, r.end_query, src))
-                if (a, b) == (lo, hi) and hi - lo > 2 * L + 2 * p.pad:
+                if r.score >= floor:
+                    scored.append((r.score, strand, a, b, a + r.end_ref, r.end_query, src))
+                if top and r.score >= floor and hi - lo > 2 * L + 2 * p.pad:
                     # a wide window (a tandem repeat's seed cluster) may hold other copies, or the
                     # same read shifted by whole periods of the repeat: one SW finds only the best,
                     # so score the window again without it, ending further left and starting
                     # further right than another locus needs (same_locus's tolerance)
                     e, t = a + r.end_ref, LOCUS_TOL + 1
-                    todo += [w for w in ((lo, e - t), (e - L + t, hi)) if w[1] - w[0] >= L // 2]
+                    parts = ((lo, e - t), (max(lo, e - L + t), hi))
+                    todo = [w for w in parts if w[1] - w[0] >= L // 2]
+                top = False
         # best first; ties broken by position then strand so the choice is deterministic
         scored.sort(key=lambda t: (-t[0], t[4], t[1]))
         hits: list[Hit] = []
