@@ -15,7 +15,8 @@ Printed and written to benchmarks/results/align.md: mapped %, correct %, precisi
 MAPQ >= 20 (and the share of reads there), reads/s (wall clock, including index loading), index
 time, size and peak RSS of each tool, and the ratio of each figure to bwa mem's measured in the
 same run. ``bioseq`` runs in its candidate modes too (ablation: embedding only, embedding + seed
-vote re-ranking, hybrid, seeds only).
+vote re-ranking, hybrid, seeds only). A MAPQ calibration plot (align_mapq.png) shows, per setting,
+the share of reads above each MAPQ threshold against the share of wrong placements among them.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ SETTINGS = {
     "250 e0.02": (250, 0.02, 0.001, 0.15, False),
     "150 mut": (150, 0.001, 0.01, 0.2, False),
     "150 pe": (150, 0.001, 0.001, 0.15, True),
+    "35 e0.001": (35, 0.001, 0.001, 0.15, False),
+    "35 e0.02": (35, 0.02, 0.001, 0.15, False),
+    "50 e0.02": (50, 0.02, 0.001, 0.15, False),
+    "75 e0.02": (75, 0.02, 0.001, 0.15, False),
 }
+#: read length up to which `bwa aln` (the short-read algorithm) runs beside bwa mem
+ALN_MAX = 50
 GENOMES = {
     "ecoli": ("genomes/ecoli_K12_MG1655/MG1655-K12.fasta.gz", "E. coli K-12 (encoder training genome)"),
     "kleb": ("genomes/klebsiella_pneumoniae/Klebs_HS11286.fna.xz", "K. pneumoniae HS11286 (held-out species)"),
@@ -90,9 +97,12 @@ def truth(name: str, read_len: int) -> tuple[str, int, int]:
     return contig, int(start), int(end) - read_len + 1
 
 
-def score(sam: Path, n_reads: int, read_len: int) -> dict:
-    """Mapped / correct / precision figures of one SAM (``n_reads`` reads, mates counted apart)."""
+def score(sam: Path, n_reads: int, read_len: int, unclipped: bool = False) -> dict:
+    """Mapped / correct / precision figures of one SAM (``n_reads`` reads, mates counted apart).
+    With ``unclipped`` the read's start is its leftmost aligned base minus a leading soft clip
+    (divergent reads: a tool that clips a mutated end is not penalised for it)."""
     mapped = correct = hq = hq_correct = 0
+    by_q = [[0, 0] for _ in range(61)]  # per MAPQ (capped at 60): [reads, wrong]
     seen = set()
     with pysam.AlignmentFile(str(sam), check_sq=False) as f:
         for r in f:
@@ -106,8 +116,14 @@ def score(sam: Path, n_reads: int, read_len: int) -> dict:
                 continue
             mapped += 1
             contig, a, b = truth(r.query_name, read_len)
-            ok = r.reference_name == contig and min(abs(r.reference_start + 1 - a), abs(r.reference_start + 1 - b)) <= 10
+            start = r.reference_start + 1
+            if unclipped and r.cigartuples and r.cigartuples[0][0] == 4:
+                start -= r.cigartuples[0][1]
+            ok = r.reference_name == contig and min(abs(start - a), abs(start - b)) <= 10
             correct += ok
+            q = min(r.mapping_quality, 60)
+            by_q[q][0] += 1
+            by_q[q][1] += not ok
             if r.mapping_quality >= 20:
                 hq += 1
                 hq_correct += ok
@@ -115,7 +131,7 @@ def score(sam: Path, n_reads: int, read_len: int) -> dict:
         raise RuntimeError(f"{sam}: {len(seen)} primary lines for {n_reads} reads")
     return {"mapped": 100 * mapped / n_reads, "correct": 100 * correct / n_reads,
             "precision": 100 * correct / max(mapped, 1), "hq_share": 100 * hq / n_reads,
-            "prec_q20": 100 * hq_correct / max(hq, 1)}
+            "prec_q20": 100 * hq_correct / max(hq, 1), "wrong_q20": hq - hq_correct, "by_mapq": by_q}
 
 
 def main() -> None:
@@ -130,6 +146,9 @@ def main() -> None:
     ap.add_argument("--ablation", default="150 e0.02", help="setting where every mode runs")
     ap.add_argument("--ablation-reads", type=int, default=2000, help="reads for the embedding modes' ablation runs")
     ap.add_argument("--index-only", action="store_true", help="build (and time) the indexes, align nothing")
+    ap.add_argument("--bioseq-index-args", default="",
+                    help="extra `bioseq index` options, e.g. '--sketch-dim 256 --hnsw-above 1000000000' for a smaller, "
+                         "exact sketch search on a 20+ Mb genome")
     ap.add_argument("--update", action="store_true",
                     help="replace only the rows of the genomes and settings run now in the report at --out")
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("BIOSEQ_SHARED", ROOT.parent / "shared" / "data")))
@@ -154,8 +173,11 @@ def main() -> None:
             "bwa mem": (["bwa", "index", str(ref)], [Path(str(ref) + s) for s in (".amb", ".ann", ".bwt", ".pac", ".sa")]),
             "minimap2 -ax sr": (["minimap2", "-x", "sr", "-t", T, "-d", str(d / "ref.mmi"), str(ref)], [d / "ref.mmi"]),
             "bowtie2": (["bowtie2-build", "--threads", T, "-q", str(ref), str(d / "bt2")], list(d.glob("bt2*")) or [d / "bt2"]),
-            "bioseq": (py + ["index", str(ref), "-o", str(d / "ref.esa"), "-t", T], [d / "ref.esa"]),
+            "bioseq": (py + ["index", str(ref), "-o", str(d / "ref.esa"), "-t", T, *a.bioseq_index_args.split()],
+                       [d / "ref.esa"]),
         }
+        # a tool not installed here is left out (its rows are missing from this run's report)
+        steps = {t: v for t, v in steps.items() if t == "bioseq" or shutil.which(v[0][0])}
         cache = d / "index_times.json"
         done = json.loads(cache.read_text()) if a.reuse and cache.exists() else {}
         for tool, (cmd, files) in steps.items():
@@ -184,9 +206,11 @@ def main() -> None:
             ins = [str(fq)] + ([str(fq2)] if paired else [])
             cmds = {
                 "bwa mem": ["bwa", "mem", "-t", T, str(ref), *ins],
+                **({"bwa aln": ["bwa", "aln", "-t", T, str(ref), ins[0]]} if length <= ALN_MAX and not paired else {}),
                 "minimap2 -ax sr": ["minimap2", "-ax", "sr", "-t", T, str(d / "ref.mmi"), *ins],
                 "bowtie2": ["bowtie2", "-p", T, "-x", str(d / "bt2")] + (["-1", ins[0], "-2", ins[1]] if paired else ["-U", ins[0]]),
             }
+            cmds = {t: c for t, c in cmds.items() if t.split()[0] in ("bwa",) or t in idx}
             cmds[f"bioseq ({a.modes[0]})"] = py + ["align", str(d / "ref.esa"), *ins, "-t", T, "-k", str(a.top_k),
                                                   "--mode", a.modes[0]]
             blocks = [(setting, ins, n_reads, cmds)]
@@ -207,7 +231,14 @@ def main() -> None:
                     sam = d / f"{slug}.sam"
                     n = n_set * (2 if paired else 1)
                     with open(sam, "w") as fo:
-                        wall, rss, cpu = run(cmd, stdout=fo, env=env)
+                        if tool == "bwa aln":  # aln writes suffix-array hits, samse turns them into SAM
+                            sai = sam.with_suffix(".sai")
+                            with open(sai, "wb") as fs:
+                                wall, rss, cpu = run(cmd, stdout=fs)
+                            w2, r2, c2 = run(["bwa", "samse", str(ref), str(sai), cmd[-1]], stdout=fo)
+                            wall, rss, cpu = wall + w2, max(rss, r2), cpu + c2
+                        else:
+                            wall, rss, cpu = run(cmd, stdout=fo, env=env)
                     s = score(sam, n, length)
                     s.update(tool=tool, genome=g, setting=label, reads=n, reads_per_s=n / wall, reads_per_cpu_s=n / cpu,
                              rss=rss)
@@ -247,14 +278,15 @@ def write_report(a, rows, index_rows) -> None:
         "command's CPU time, so read the speed figures of the full settings). "
         "No tool is restricted to the read's true contig.", "",
         "| genome | setting | tool | reads | mapped % | correct % | Δ correct vs bwa | precision % | prec. MAPQ≥20 % | "
-        "reads MAPQ≥20 % | reads/CPU-s | × bwa | reads/s wall | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "wrong MAPQ≥20 | reads MAPQ≥20 % | reads/CPU-s | × bwa | reads/s wall | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     bwa = {(r["genome"], r["setting"]): r for r in rows if r["tool"] == "bwa mem"}
     for r in rows:
         b = bwa[(r["genome"], r["setting"])]
         lines.append(f"| {r['genome']} | {r['setting']} | {r['tool']} | {r['reads']} | {r['mapped']:.2f} | {r['correct']:.2f} | "
-                     f"{r['correct'] - b['correct']:+.2f} | {r['precision']:.2f} | {r['prec_q20']:.2f} | {r['hq_share']:.1f} | "
+                     f"{r['correct'] - b['correct']:+.2f} | {r['precision']:.2f} | {r['prec_q20']:.2f} | "
+                     f"{r.get('wrong_q20', '')} | {r['hq_share']:.1f} | "
                      f"{r['reads_per_cpu_s']:.0f} | {r['reads_per_cpu_s'] / b['reads_per_cpu_s']:.3f} | "
                      f"{r['reads_per_s']:.0f} | {r['rss']} |")
     lines += ["", "| genome | tool | index wall s | index CPU s | index size MiB | peak RSS MiB |", "|---|---|---|---|---|---|"]
@@ -263,7 +295,52 @@ def write_report(a, rows, index_rows) -> None:
     a.out.write_text("\n".join(lines) + "\n")
     a.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "index": index_rows}, indent=1) + "\n")
     plot(rows, a.out.with_suffix(".png"))
+    plot_mapq(rows, a.out.with_name(a.out.stem + "_mapq.png"))
     print("\n".join(lines))
+
+
+def plot_mapq(rows: list[dict], path: Path) -> None:
+    """MAPQ calibration, one panel per genome and setting: for every MAPQ threshold q, the share of
+    reads with MAPQ >= q (y) against the share of wrong placements among them (x, log), as in the
+    bwa and minimap2 papers; a well calibrated tool sits up and to the left, its MAPQ >= 20 point
+    (marked) left of 1%."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    main = [r for r in rows if ", first" not in r["setting"] and "by_mapq" in r]
+    groups = list(dict.fromkeys((r["genome"], r["setting"]) for r in main))
+    if not groups:
+        return
+    tools = list(dict.fromkeys(r["tool"] for r in main))
+    color = {t: f"C{i}" for i, t in enumerate(tools)}  # one colour per tool in every panel
+    cols = min(4, len(groups))
+    nrow = -(-len(groups) // cols)
+    fig, axes = plt.subplots(nrow, cols, figsize=(4 * cols, 3.4 * nrow), squeeze=False)
+    for ax, g in zip(axes.flat, groups):
+        for r in (r for r in main if (r["genome"], r["setting"]) == g):
+            h = np.array(r["by_mapq"], dtype=np.float64)[::-1]  # MAPQ 60 first
+            reads, wrong = np.cumsum(h[:, 0]), np.cumsum(h[:, 1])
+            keep = reads > 0
+            err = np.maximum(wrong[keep] / reads[keep], 1e-5)
+            ax.plot(err, 100 * reads[keep] / r["reads"], marker=".", ms=3, label=r["tool"], color=color[r["tool"]])
+            q20 = 60 - 20
+            if reads[q20] > 0:
+                ax.plot(max(wrong[q20] / reads[q20], 1e-5), 100 * reads[q20] / r["reads"], "kx", ms=6)
+        ax.set_xscale("log")
+        ax.set_title(f"{g[0]} {g[1]}", fontsize=9)
+        ax.set_xlabel("wrong among MAPQ >= q", fontsize=8)
+        ax.set_ylabel("% reads with MAPQ >= q", fontsize=8)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    for ax in list(axes.flat)[: len(groups)]:
+        ax.legend(fontsize=6)
+    fig.suptitle("MAPQ calibration (x: MAPQ >= 20 point; 1e-5 = no wrong read)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -1,27 +1,29 @@
 """Candidate generation, local realignment, best-hit choice, MAPQ and read pairing.
 
-For every read both strands are embedded (reads longer than the index window as several windows)
-and searched in the FAISS index for the top-K fragments. Each fragment implies a range of read
-start positions; the candidate window around it is realigned with parasail's striped SIMD
-Smith-Waterman (bwa-mem scores: match 1, mismatch 4, gap open 6 + extend 1 per base).
+Candidates come from seeds first: minimizer seed clusters per read strand, a deeper round for
+poorly placed or ambiguous reads, and a re-seeding round with every 12-mer of the read against the
+index's short-seed table. Reads no seed placed are embedded (a k-mer sketch, or the encoder
+network) and searched in the FAISS index for the top-K fragments; each fragment implies a range of
+read start positions. Every candidate window is realigned with parasail's striped SIMD
+Smith-Waterman (bwa-mem scores: match 1, mismatch 4, gap open 6 + extend 1 per base), and the
+union of seed and embedding hits is kept one per locus, best first.
 
 Candidate modes (``AlignParams.mode``) make the contribution of each part measurable:
 
-* ``emb``: embedding search only; candidates ranked by cosine similarity.
-* ``emb+vote``: the same candidates re-ranked by a minimizer seed vote (hits whose diagonal
-  falls in the candidate's start range), then by similarity.
-* ``hybrid`` (default): ``emb+vote`` plus candidates from the best seed-diagonal clusters that
-  the embedding search missed (each scored with its fragment's embedding similarity too).
-* ``seed``: seed clusters only (no embedding), a baseline for the ablation.
-* ``rescue`` (default): seed clusters first, for the whole batch at once; only the reads the seeds
-  leave unplaced or poorly placed (best score below ``rescue_below`` x read length) are embedded and
-  searched, and their embedding candidates (re-ranked by the seed vote) are realigned and merged.
-  The network then costs time only where it can change the answer.
+* ``rescue`` (default): seeds (and re-seeding) for the whole batch at once; only the reads they
+  leave unplaced (or, with ``rescue_below`` > 0, placed below ``rescue_below`` x read length) go
+  through the embedding search, whose candidates (re-ranked by the seed vote) are realigned and
+  merged with the seed hits.
+* ``seed``: seeds and re-seeding only (``reseed=False``: seeds only), the ablation baseline.
+* ``hybrid``: every read embedded; ``emb+vote`` re-ranked by the seed vote plus the best
+  seed-diagonal clusters the embedding search missed.
+* ``emb+vote``: embedding candidates re-ranked by a seed vote, then by similarity.
+* ``emb``: embedding search only; candidates ranked by similarity.
 
 The ``max_align`` best-ranked candidates are scored; the best gets a traceback (CIGAR, NM, MD):
-directly from the diagonal when the best local alignment is ungapped (most reads), otherwise from
-parasail's striped traceback. XS is the best score at another locus; MAPQ grows with AS - XS and is
-capped at 60 (never 255).
+directly from the diagonal when the best local alignment is ungapped and reaches both read ends
+(most reads), otherwise from parasail's striped traceback with gapped end extension. XS is the
+best score at another locus; MAPQ follows bwa mem's relative-gap estimate (:func:`mapq`).
 
 Seeding, clustering and candidate windows run on whole batches of reads with numpy; a read's
 result depends only on the read, so batch size and thread count never change the output.
@@ -29,6 +31,7 @@ result depends only on the read, so batch size and thread count never change the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +43,8 @@ from bioseq.align.minimizers import clusters as _clusters
 
 MODES = ("rescue", "seed", "hybrid", "emb+vote", "emb")
 MAX_SPAN = 1000  # widest spread of seed diagonals one candidate window covers (tandem repeats)
+LOCUS_TOL = 20  # hits whose alignment ends are this close (same strand) are one locus
+END_SLACK = 12  # reference bases beyond a clipped read end that a gapped end extension may use
 _ACGTN = np.frombuffer(b"ACGTNNNNNNNNNNNN", dtype=np.uint8)
 
 
@@ -65,7 +70,11 @@ class AlignParams:
     deep_below: float = 0.8
     deep_clusters: int = 12
     deep_max_occ: int = 1000
-    rescue_below: float = 0.6
+    rescue_below: float = 0.0
+    reseed: bool = True
+    emb_min_len: int = 60
+    reseed_clusters: int = 12
+    short_len: int = 50
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -118,16 +127,39 @@ class ReadResult:
         return None
 
 
-def same_locus(a: Hit, b: Hit, tol: int = 20) -> bool:
+def min_score_for(length: int, p: AlignParams) -> int:
+    """Minimum score of a reported hit for a read of ``length`` bp: ``p.min_score`` for reads of
+    ``p.short_len`` bp or more, scaled down in proportion for shorter reads (the default 30 becomes
+    21 at 35 bp), so that a 35 bp read with two mismatches, or one near an end, still maps."""
+    return int(min(p.min_score, -(-p.min_score * length // p.short_len)))
+
+
+def same_locus(a: Hit, b: Hit, tol: int = LOCUS_TOL) -> bool:
+    """Same strand and alignment ends within ``tol`` bp (one locus)."""
     return a.strand == b.strand and abs(a.gend - b.gend) <= tol
 
 
-def mapq(as_: int, xs: int | None, length: int, p: AlignParams) -> int:
-    """MAPQ from the gap between best and second-best score, damped for low-identity hits."""
-    floor = p.min_score - 1
-    gap = as_ - max(xs if xs is not None else floor, floor)
-    ident = min(1.0, as_ / max(1.0, 0.9 * length * p.match))
-    return int(max(0, min(60, round(6.0 * gap / p.match * ident))))
+def mapq(as_: int, xs: int | None, length: int, p: AlignParams, others: list[int] | None = None) -> int:
+    """Mapping quality from the best score and the scores at other loci (``others``; ``xs`` alone if
+    not given), as bwa mem estimates it: ``30 (1 - sub / AS) ln(length)``, ``sub`` the best other
+    score (at least the minimum score, so a read with no other hit gets 60), minus
+    ``10 log10(1 + n)`` for the ``n`` other loci within two mismatches of the best: such a repeat
+    family's members are a sample the candidate search drew, and one it did not draw may score
+    higher; hits below 95% identity are scaled by identity squared. The relative gap (rather than 6 per score point) keeps a near-repeat at low MAPQ: on
+    P. falciparum this cut wrong MAPQ >= 20 calls from 17 to bwa mem's level. Capped at 60."""
+    floor = min_score_for(length, p) - 1
+    scores = [s for s in (others if others is not None else ([] if xs is None else [xs])) if s > floor]
+    sub = max(scores, default=floor)
+    if sub >= as_:
+        return 0
+    q = 30.0 * (1.0 - sub / as_) * math.log(max(length, 2))
+    # a hit far from the read (divergent copy, many errors) is less certain: scaled by identity^2
+    ident = 1.0 - (length * p.match - as_) / (p.match + p.mismatch) / max(length, 1)
+    if ident < 0.95:
+        q *= max(ident, 0.0) ** 2
+    close = sum(1 for s in scores if as_ - s <= 2 * (p.match + p.mismatch))
+    q -= 10.0 * math.log10(1.0 + close)
+    return int(max(0, min(60, round(q))))
 
 
 def windows(length: int, w: int) -> list[tuple[int, int]]:
@@ -155,11 +187,14 @@ class Aligner:
         self.ref_ascii = _ACGTN[index.reference & 0x0F]  # (G,) uint8 ACGTN bytes
         self.ref4 = np.minimum(index.reference & 0x0F, 4).astype(np.uint8)  # (G,) codes, 4 = any ambiguity
         self.search_block = 256
-        self._counts = {"embedded": 0, "rescued": 0}
+        # an encoder may state the similarity below which a fragment is noise (the sketch does)
+        self.min_similarity = float(getattr(encoder, "min_similarity", -np.inf))
+        self._counts = {"embedded": 0, "placed": 0}
 
     def take_counts(self) -> dict:
-        """Reads embedded and rescued (best hit from the embedding) since the last call."""
-        c, self._counts = self._counts, {"embedded": 0, "rescued": 0}
+        """Reads searched by embedding, and of those the reads placed by it (best hit from an
+        embedding candidate, after merging with the seed hits), since the last call."""
+        c, self._counts = self._counts, {"embedded": 0, "placed": 0}
         return c
 
     # -- embedding search -------------------------------------------------------------------------
@@ -182,6 +217,8 @@ class Aligner:
             if n < b:
                 q = np.concatenate([q, np.repeat(q[-1:], b - n, 0)])
             d, i = self.index.faiss_index.search(np.ascontiguousarray(q), k)
+            # fragments hardly more similar than chance are no candidates (-1, as FAISS marks none)
+            i[d < self.min_similarity] = -1
             sims.append(d[:n])
             ids.append(i[:n])
         self._last_emb = emb
@@ -209,8 +246,9 @@ class Aligner:
         return [s[o : o + n] for s in strands for o, n in windows(len(s), w)]
 
     def candidates(self, strands, sims, ids, qemb, diags, mode: str | None = None) -> list[tuple]:
-        """Ranked candidate windows [(rank key, strand, lo, hi)] in global coordinates for the
-        embedding modes; ``diags`` are the seed diagonals of the two strands."""
+        """Ranked candidate windows [(rank key, source, strand, lo, hi)] in global coordinates for
+        the embedding modes (source "emb", or "seed" for hybrid's seed clusters); ``diags`` are the
+        seed diagonals of the two strands."""
         idx, p = self.index, self.p
         mode = mode or p.mode
         F, W, stride = idx.fragment_len, idx.window, int(idx.manifest["stride"])
@@ -244,25 +282,27 @@ class Aligner:
             first[1:] = key[order][1:] != key[order][:-1]
             for k in order[first]:
                 cands.append((float(sim[k]), int(v[k]), int(lo[k]), int(hi[k]), int(lo_s[k]), int(hi_s[k]), strand))
+        cands = [c + ("emb",) for c in cands]
         if mode == "hybrid":
+            G = int(idx.offsets[-1])
             for strand in (0, 1):
                 for v, d in _clusters(diags[strand])[: p.seed_clusters]:
-                    if v < 2 or not 0 <= d < idx.offsets[-1]:
+                    if v < 2 or not -L < d < G:
                         continue
                     if any(x[6] == strand and x[4] - 8 <= d <= x[5] + 8 for x in cands):
                         continue  # the embedding search already found this locus
-                    c = idx.contig_of(d)
+                    c = idx.contig_of(min(max(d + L // 2, 0), G - 1))  # the contig holding most of the read
                     sim = 0.0
                     if qemb is not None:  # similarity of the read to the fragment holding the hit
-                        f = max(0, int(np.searchsorted(idx.fragments, d, "right")) - 1)
+                        f = max(0, int(np.searchsorted(idx.fragments, max(d, 0), "right")) - 1)
                         sim = float(idx.embeddings[f] @ qemb[strand * nw])
                     lo = max(int(idx.offsets[c]), d - p.pad)
                     hi = min(int(idx.offsets[c + 1]), d + L + p.pad)
-                    cands.append((sim, v, lo, hi, d, d, strand))
+                    cands.append((sim, v, lo, hi, d, d, strand, "seed"))
         ranked = []
-        for sim, v, lo, hi, _, _, strand in cands:
+        for sim, v, lo, hi, _, _, strand, src in cands:
             rank = (-sim, lo) if mode == "emb" else (-v, -sim, lo)
-            ranked.append((rank, strand, lo, hi))
+            ranked.append((rank, src, strand, lo, hi))
         ranked.sort()
         return ranked[: p.max_align]
 
@@ -289,7 +329,10 @@ class Aligner:
                 out[live[j]] = self._score(reads[live[j]], cands)
             # reads placed poorly or not at all (repeats, low complexity, divergent copies) get a
             # deeper seed round: more clusters per strand and the frequent minimizers back in
-            deep = [j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.deep_below * p.match * len(reads[i][0])]
+            # (and reads with a near-equal hit elsewhere: repeat families, whose other members the
+            # first round's few clusters may not all reach; MAPQ needs them)
+            deep = [j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.deep_below * p.match * len(reads[i][0])
+                    or (len(out[i]) > 1 and out[i][1].score >= out[i][0].score - 2 * (p.match + p.mismatch))]
             if deep:
                 b2, d2 = self.index.seeds.batch_diagonals([s for j in deep for s in reads[live[j]]], p.deep_max_occ)
                 l2 = np.array([len(s) for j in deep for s in reads[live[j]]])
@@ -298,9 +341,19 @@ class Aligner:
                     new = [c for c in cands if c not in done]
                     if new:
                         out[live[j]] = _merge(out[live[j]], self._score(reads[live[j]], new))
-            # reads the seeds did not place well go through the embedding search
+            # re-seeding (as bwa mem re-seeds reads with few hits): reads still placed poorly look up
+            # every k-mer of the read in the index's short-seed table (k ~ 12): divergent and short
+            # reads keep far more intact 12-mers than 15-mers
+            if p.reseed and self.index.reseed is not None:
+                self._reseed(reads, live, out)
+            # reads the seeds did not place go through the embedding search (rescue_below > 0: also
+            # those placed with a score below it x length). A read with any seed hit is skipped:
+            # on 15%-divergent reads 98% of the seed hits are right whatever their score, and the
+            # sketch placed only reads with none
+            # (reads much shorter than a fragment share too few k-mers with it for the sketch to rank it)
             todo = [] if p.mode == "seed" else [
-                j for j, i in enumerate(live) if not out[i] or out[i][0].score < p.rescue_below * p.match * len(reads[i][0])]
+                j for j, i in enumerate(live) if len(reads[i][0]) >= p.emb_min_len
+                and (not out[i] or out[i][0].score < p.rescue_below * p.match * len(reads[i][0]))]
             emb_mode = "emb+vote"
         else:
             emb_mode, todo = p.mode, list(range(len(live)))
@@ -316,15 +369,37 @@ class Aligner:
                 i = live[j]
                 cands = self.candidates(reads[i], sims[s : s + k], ids[s : s + k], emb[s : s + k], strand_diags(j),
                                         emb_mode)
-                hits = self._score(reads[i], cands, source="emb")
+                hits = self._score(reads[i], cands, source=[c[1] for c in cands])
                 # rescue: merge with the seed hits, one hit per locus, best first
                 out[i] = _merge(out[i], hits) if p.mode == "rescue" else hits
-                self._counts["rescued"] += p.mode == "rescue" and bool(out[i]) and out[i][0].source == "emb"
+                self._counts["placed"] += bool(out[i]) and out[i][0].source == "emb"
             self._counts["embedded"] += len(todo)
         out = self._trace_batch(reads, out, n_trace)
         if self.mate_window:
             out = self._rescue_mates(reads, out, n_trace)
         return out
+
+    def _reseed(self, reads: list[list[np.ndarray]], live: list[int], out: list[list[Hit]]) -> None:
+        """Short-seed round for the reads whose best score is below ``deep_below`` x length: every
+        read k-mer against the short-seed table, clusters with a single seed allowed, windows at a
+        locus some hit of the read already covers skipped."""
+        p = self.p
+        # (and short reads with a mismatch and no second hit: with a few 15-mer seeds a repeat copy
+        # can go unseen, and a missing XS would make a wrong copy look unique)
+        todo = [j for j, i in enumerate(live)
+                if not out[i] or out[i][0].score < p.deep_below * p.match * len(reads[i][0])
+                or (len(reads[i][0]) < p.short_len and len(out[i]) == 1 and out[i][0].score < p.match * len(reads[i][0]))]
+        if not todo:
+            return
+        seqs = [s for j in todo for s in reads[live[j]]]
+        b, d = self.index.reseed.batch_diagonals(seqs, every_kmer=True)
+        lens = np.array([len(s) for s in seqs])
+        for j, cands in zip(todo, self._seed_candidates(b, d, lens, p.reseed_clusters, 2 * p.reseed_clusters,
+                                                         min_votes=1)):
+            i = live[j]
+            new = [c for c in cands if not any(h.strand == c[0] and c[1] <= h.gend < c[2] for h in out[i])]
+            if new:
+                out[i] = _merge(out[i], self._score(reads[i], new))
 
     #: paired input: reads 2i and 2i + 1 are mates, and a mate is searched for within this many bp
     #: downstream of its partner's hits (0: single-end; set by the pipeline from the insert sizes)
@@ -363,28 +438,47 @@ class Aligner:
     def _trace_batch(self, reads: list[list[np.ndarray]], hits: list[list[Hit]], n_trace: int) -> list[list[Hit]]:
         """Trace back the first ``n_trace`` hits of every read: all gapless ones at once with numpy
         (:meth:`_ungapped`), the rest one by one with parasail (:meth:`traceback`)."""
-        todo = [(i, k) for i, hs in enumerate(hits) for k in range(min(n_trace, len(hs))) if not hs[k].traced]
-        if not todo:
-            return hits
-        fast = self._ungapped([reads[i][hits[i][k].strand] for i, k in todo], [hits[i][k] for i, k in todo])
-        for (i, k), f in zip(todo, fast):
-            hits[i][k] = f if f is not None else self.traceback(reads[i][hits[i][k].strand], hits[i][k])
-        return hits
+        while True:
+            todo = [(i, k) for i, hs in enumerate(hits) for k in range(min(n_trace, len(hs))) if not hs[k].traced]
+            if not todo:
+                return hits
+            fast = self._ungapped([reads[i][hits[i][k].strand] for i, k in todo], [hits[i][k] for i, k in todo])
+            for (i, k), f in zip(todo, fast):
+                hits[i][k] = f if f is not None else self.traceback(reads[i][hits[i][k].strand], hits[i][k])
+            # extending an end to the read's end can cost up to clip_penalty - 1: a hit that falls
+            # below the minimum score is dropped (and the next one traced), never reported
+            for i in {i for i, _ in todo}:
+                floor = min_score_for(len(reads[i][0]), self.p)
+                hits[i] = [h for h in hits[i] if not (h.traced and h.score < floor)]
 
     def _seed_candidates(self, bounds: np.ndarray, diags: np.ndarray, lens: np.ndarray, top: int,
-                         max_align: int) -> list[list[tuple]]:
+                         max_align: int, min_votes: int = 2) -> list[list[tuple]]:
         """Candidate windows ``[(strand, lo, hi)]`` per read from the ``top`` best seed clusters of
-        each strand, ranked by votes then position, at most ``max_align`` per read."""
+        each strand with at least ``min_votes`` seeds, ranked by votes then position, at most
+        ``max_align`` per read."""
         idx, p = self.index, self.p
         n_reads = (bounds.size - 1) // 2
         cs, votes, d, dlo, dhi = batch_clusters(bounds, diags, top, span=True)
-        ok = (votes >= 2) & (d >= 0) & (d < idx.offsets[-1])
-        cs, votes, d, dlo, dhi = cs[ok], votes[ok], d[ok], dlo[ok], dhi[ok]
+        G, n_contigs = int(idx.offsets[-1]), len(idx.offsets) - 1
+        L = lens[cs]
+        # a read may hang over either end of a contig (circular genomes): its diagonal is then
+        # before the contig's start (in the previous contig, or negative) or its end past the end
+        ok = (votes >= min_votes) & (d + L > 0) & (d < G)
+        cs, votes, d, dlo, dhi, L = cs[ok], votes[ok], d[ok], dlo[ok], dhi[ok], L[ok]
         # the window spans the cluster's diagonals (at most MAX_SPAN bp around the median)
         dlo, dhi = np.maximum(dlo, d - MAX_SPAN // 2), np.minimum(dhi, d + MAX_SPAN // 2)
-        c = np.searchsorted(idx.offsets, d, "right") - 1
+        # one window in the contig where the read starts and one in the contig where it ends, when
+        # they differ: each clipped to its contig, so the overhang is soft-clipped at either end
+        ca = np.searchsorted(idx.offsets, d, "right") - 1
+        cb = np.searchsorted(idx.offsets, d + L - 1, "right") - 1
+        two = (cb != ca) & (ca >= 0) & (cb < n_contigs)
+        cs, votes, d, dlo, dhi, L = (np.concatenate([x, x[two]]) for x in (cs, votes, d, dlo, dhi, L))
+        c = np.concatenate([np.where(ca >= 0, ca, cb), cb[two]])
+        c = np.minimum(c, n_contigs - 1)
         lo = np.maximum(idx.offsets[c], dlo - p.pad)
-        hi = np.minimum(idx.offsets[c + 1], dhi + lens[cs] + p.pad)
+        hi = np.minimum(idx.offsets[c + 1], dhi + L + p.pad)
+        keep = hi - lo >= min(p.min_len, 20)
+        cs, votes, lo, hi = cs[keep], votes[keep], lo[keep], hi[keep]
         read = cs // 2
         order = np.lexsort((cs % 2, lo, -votes, read))
         read, strand, lo, hi = read[order], (cs % 2)[order], lo[order], hi[order]
@@ -395,37 +489,64 @@ class Aligner:
             out.append(list(zip(strand[a:b].tolist(), lo[a:b].tolist(), hi[a:b].tolist())))
         return out
 
-    def _score(self, strands: list[np.ndarray], cands: list[tuple], source: str = "seed") -> list[Hit]:
+    def _score(self, strands: list[np.ndarray], cands: list[tuple], source: str | list[str] = "seed") -> list[Hit]:
         """Smith-Waterman score every candidate window ``(…, strand, lo, hi)`` (the last three
-        fields) -> untraced hits, one per locus, best first."""
+        fields; ``source`` names where each came from, one name or one per candidate) -> untraced
+        hits, one per locus, best first."""
         ps, p = self._parasail, self.p
         profiles = [None, None]
         scored = []
-        for cand in cands:
+        floor = min_score_for(len(strands[0]), p)
+        srcs = [source] * len(cands) if isinstance(source, str) else source
+        for cand, src in zip(cands, srcs):
             strand, lo, hi = cand[-3:]
             if profiles[strand] is None:
                 profiles[strand] = ps.profile_create_16(_ACGTN[strands[strand]].tobytes().decode(), self.matrix)
-            ref = self.ref_ascii[lo:hi].tobytes().decode()
-            r = ps.sw_striped_profile_16(profiles[strand], ref, p.gap_open + p.gap_extend, p.gap_extend)
-            if r.score >= p.min_score:
-                scored.append((r.score, strand, lo, hi, lo + r.end_ref, r.end_query))
+            L = len(strands[strand])
+            todo, top = [(lo, hi)], True
+            while todo:  # the window, then (once) the parts of a wide one beside its best hit
+                a, b = todo.pop()
+                r = ps.sw_striped_profile_16(profiles[strand], self.ref_ascii[a:b].tobytes().decode(),
+                                             p.gap_open + p.gap_extend, p.gap_extend)
+                if r.score >= floor:
+                    scored.append((r.score, strand, a, b, a + r.end_ref, r.end_query, src))
+                if top and r.score >= floor and hi - lo > 2 * L + 2 * p.pad:
+                    # a wide window (a tandem repeat's seed cluster) may hold other copies, or the
+                    # same read shifted by whole periods of the repeat: one SW finds only the best,
+                    # so score the window again without it, ending further left and starting
+                    # further right than another locus needs (same_locus's tolerance)
+                    e, t = a + r.end_ref, LOCUS_TOL + 1
+                    parts = ((lo, e - t), (max(lo, e - L + t), hi))
+                    todo = [w for w in parts if w[1] - w[0] >= L // 2]
+                top = False
         # best first; ties broken by position then strand so the choice is deterministic
         scored.sort(key=lambda t: (-t[0], t[4], t[1]))
         hits: list[Hit] = []
-        for score, strand, lo, hi, gend, qend in scored:
+        for score, strand, lo, hi, gend, qend, src in scored:
             h = Hit(score=score, contig=-1, pos=0, end=0, strand=strand, gpos=gend, win=(lo, hi), qend=qend, gend=gend,
-                    source=source)
+                    source=src)
             if any(same_locus(h, x) for x in hits):
                 continue
             hits.append(h)
         return hits
 
-    def _extend(self, q: str, r: str) -> tuple[int, list[tuple[int, str]]]:
-        """Ungapped score of ``q`` against ``r`` (same length) and its =/X runs."""
-        same = [a == b and a != "N" for a, b in zip(q, r)]
-        n_n = sum(1 for a, b in zip(q, r) if "N" in (a, b))
-        score = sum(same) * self.p.match - (len(q) - sum(same) - n_n) * self.p.mismatch - n_n
-        return score, _runs(same)
+    def _extend_end(self, q: str, r: str, left: bool) -> tuple[int, list[tuple[int, str]], int]:
+        """Best alignment of the clipped read end ``q`` that reaches the read's end, anchored at the
+        junction with the local alignment (the end of ``r`` when ``left``, else its start), the far
+        end of ``r`` free -> (score, =/X/I/D runs, reference bases used). An alignment whose
+        outermost read base is an insertion is refused (a very low score): the end stays clipped."""
+        if not r:
+            return -(1 << 30), [], 0
+        p, ps = self.p, self._parasail
+        fn = ps.sg_db_trace_scan_16 if left else ps.sg_de_trace_scan_16
+        res = fn(q, r, p.gap_open + p.gap_extend, p.gap_extend, self.matrix)
+        ops = _parse_cigar(res.cigar.decode.decode())
+        # the free reference gap at the far end is not part of the alignment
+        while ops and ops[0 if left else -1][1] == "D":
+            ops.pop(0 if left else -1)
+        if not ops or ops[0 if left else -1][1] == "I":
+            return -(1 << 30), [], 0
+        return int(res.score), ops, sum(n for n, op in ops if op in "=XD")
 
     def traceback(self, codes: np.ndarray, h: Hit) -> Hit:
         """Full alignment of the hit's window: CIGAR (M/I/D/S), NM, MD, contig-local position."""
@@ -449,17 +570,18 @@ class Aligner:
         while ops and ops[-1][1] in "DI":
             ops.pop()
         # Local alignment clips an end as soon as clipping scores no worse; like bwa mem's clipping
-        # penalty, extend an end to the read's end unless that costs more than `clip_penalty`.
+        # penalty, extend an end to the read's end (gaps allowed: divergent reads often have an
+        # indel near an end) unless that costs more than `clip_penalty`.
         score = int(r.score)
-        if 0 < qb <= rb:
-            ext, run = self._extend(seq[:qb], ref[rb - qb : rb])
+        if qb > 0:
+            ext, run, used = self._extend_end(seq[:qb], ref[max(0, rb - qb - END_SLACK) : rb], left=True)
             if ext > -p.clip_penalty:
-                ops, score, rb, qb = run + ops, score + ext, rb - qb, 0
+                ops, score, rb, qb = run + ops, score + ext, rb - used, 0
         qend = qb + sum(n for n, op in ops if op in "=XI")
         rend = rb + sum(n for n, op in ops if op in "=XD")
         tail = L - qend
-        if 0 < tail <= len(ref) - rend:
-            ext, run = self._extend(seq[qend:], ref[rend : rend + tail])
+        if tail > 0:
+            ext, run, _ = self._extend_end(seq[qend:], ref[rend : rend + tail + END_SLACK], left=False)
             if ext > -p.clip_penalty:
                 ops, score = ops + run, score + ext
         cig, md, nm = [], [], 0
@@ -539,6 +661,7 @@ class Aligner:
         score = score + np.where(ext_l, left, 0) + np.where(ext_r, right, 0)
         a = np.where(ext_l, 0, a)
         e = np.where(ext_r, L, e)
+        ok &= (a == 0) & (e == L)  # an end still clipped may reach the read's end with a gap: full traceback
         out: list[Hit | None] = []
         for i in range(n):
             if not ok[i]:
@@ -567,18 +690,6 @@ def _merge(a: list[Hit], b: list[Hit], prefer: str | None = None) -> list[Hit]:
         if not any(same_locus(h, x) for x in hits):
             hits.append(h)
     return hits
-
-
-def _runs(flags: list[bool]) -> list[tuple[int, str]]:
-    """Match/mismatch flags -> merged ``(n, '=' | 'X')`` runs."""
-    out: list[tuple[int, str]] = []
-    for f in flags:
-        op = "=" if f else "X"
-        if out and out[-1][1] == op:
-            out[-1] = (out[-1][0] + 1, op)
-        else:
-            out.append((1, op))
-    return out
 
 
 def _parse_cigar(s: str) -> list[tuple[int, str]]:

@@ -9,9 +9,11 @@ leaves something that looks complete)::
                         contigs [{name, length, md5, offset}]
       reference.npy     (G,) uint8 alphabet codes of all contigs, concatenated
       fragments.npy     (N,) int64 global start of every fragment
-      embeddings.npy    (N, dim) float32 L2-normalised fragment embeddings
+      embeddings.npy    (N, dim) float32 L2-normalised fragment embeddings (network encoders only:
+                        a k-mer sketch is recomputed from the reference when needed)
       faiss.index       inner-product index over the embeddings (flat, or HNSW for large genomes)
       minimizers.npz    sorted minimizer hashes and their global positions
+      reseed.npz        the same for short (k ~ 12) minimizers, for the re-seeding round
 
 Integrity: the manifest (written last) records the size and SHA-256 of every other file. Opening
 an index checks what is cheap: the manifest's keys and types, every file's size, the SHA-256 of
@@ -48,7 +50,8 @@ from bioseq.utils.jsonfile import read_json_object
 
 FORMAT = "bioseq-esa-index"
 FORMAT_VERSION = 1  # "files" (sizes + SHA-256) is optional, so version 1 readers still read new indexes
-FILES = ("reference.npy", "fragments.npy", "embeddings.npy", "faiss.index", "minimizers.npz")  # all required
+FILES = ("reference.npy", "fragments.npy", "faiss.index", "minimizers.npz")  # required in every index
+NETWORK_FILES = ("embeddings.npy",)  # required too when a network (not a k-mer sketch) built the index
 HASH_ON_OPEN_BYTES = 64 << 20  # files up to this size are hashed on every open (~0.1 s each at most)
 
 
@@ -64,6 +67,8 @@ class IndexParams:
         fragment_len: bp per reference fragment (the encoder's training fragment length).
         stride: bp between fragment starts; reads up to ``fragment_len - stride`` fit one fragment.
         k, w: minimizer k-mer size and window for the seed table.
+        reseed_k, reseed_w: the same for the short-seed table of the re-seeding round (divergent
+            and short reads); ``reseed_k=0`` builds none.
         hnsw_above: number of fragments above which the FAISS index is HNSW instead of exact.
     """
 
@@ -72,12 +77,16 @@ class IndexParams:
     k: int = 15
     w: int = 10
     hnsw_above: int = 100_000
+    reseed_k: int = 12
+    reseed_w: int = 4
 
     def __post_init__(self) -> None:
         if not 0 < self.stride < self.fragment_len:
             raise ValueError(f"stride must be in (0, fragment_len); got {self.stride}, {self.fragment_len}")
         if not 8 <= self.k <= 31 or self.w < 1:
             raise ValueError(f"minimizer k must be 8..31 and w >= 1; got k={self.k} w={self.w}")
+        if self.reseed_k and (not 8 <= self.reseed_k <= 31 or self.reseed_w < 1):
+            raise ValueError(f"re-seeding k must be 8..31 and w >= 1; got k={self.reseed_k} w={self.reseed_w}")
 
     @property
     def window(self) -> int:
@@ -94,9 +103,10 @@ def tile(length: int, fragment_len: int, stride: int) -> np.ndarray:
     return starts
 
 
-def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params: IndexParams | None = None,
+def build_index(reference: str | Path, out: str | Path, encoder, params: IndexParams | None = None,
                 progress: bool = True, block: int | None = None) -> dict:
-    """Build an index for ``reference`` (FASTA, plain/gzip/xz) with ``encoder`` into ``out``.
+    """Build an index for ``reference`` (FASTA, plain/gzip/xz) with ``encoder`` (a network
+    :class:`~bioseq.align.encoder.Encoder` or a :class:`~bioseq.align.sketch.SketchEncoder`) into ``out``.
     ``block`` fragments are embedded per progress step (and per process when distributed)."""
     import faiss
     from tqdm import tqdm
@@ -118,7 +128,11 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
     done = []
     for s in tqdm(mine, desc="embedding fragments", unit="blk", disable=not progress or rank != 0):
         e = min(len(starts), s + block)
-        done.append((s, encoder.embed([ref[a:b] for a, b in zip(starts[s:e], ends[s:e])], params.fragment_len)))
+        x = encoder.embed([ref[a:b] for a, b in zip(starts[s:e], ends[s:e])], params.fragment_len)
+        if world > 1:
+            done.append((s, x))
+        else:  # straight into place: no second copy of every embedding
+            emb[s:e] = x
     if world > 1:
         from accelerate.utils import gather_object
 
@@ -137,13 +151,13 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
         kind = "flat"
     index.add(emb)
     hashes, positions = build_table(ref, params.k, params.w)
+    reseed = build_table(ref, params.reseed_k, params.reseed_w) if params.reseed_k else None
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "encoder": {"fingerprint": encoder.fingerprint,
-                    "config": json.loads((encoder.path / "config.json").read_text())},
+        "encoder": {"fingerprint": encoder.fingerprint, "config": encoder.config},
         "fragment_len": params.fragment_len, "stride": params.stride, "window": params.window,
-        "k": params.k, "w": params.w, "faiss": kind, "n_fragments": int(len(starts)),
+        "k": params.k, "w": params.w, "reseed_k": params.reseed_k, "reseed_w": params.reseed_w, "faiss": kind, "n_fragments": int(len(starts)),
         "reference": str(reference),
         "contigs": [{"name": c.name, "length": c.length, "md5": c.md5, "offset": int(o)}
                     for c, o in zip(contigs, offsets[:-1])],
@@ -151,19 +165,48 @@ def build_index(reference: str | Path, out: str | Path, encoder: Encoder, params
     }
     out = Path(out)
     # refuse before writing: an input, a folder that is not an index, a path inside an index
-    check_output(out, [reference, encoder.path], directory=True, replaces=FORMAT)
+    check_output(out, [reference, getattr(encoder, "path", None)], directory=True, replaces=FORMAT)
     with atomic_dir(out) as tmp:  # swapped in whole; removed on failure or SIGTERM/SIGINT
         np.save(tmp / "reference.npy", ref)
         np.save(tmp / "fragments.npy", starts)
-        np.save(tmp / "embeddings.npy", emb)
+        if not is_sketch(manifest):  # a fragment's sketch is recomputed from the reference when needed
+            np.save(tmp / "embeddings.npy", emb)
         faiss.write_index(index, str(tmp / "faiss.index"))
         np.savez(tmp / "minimizers.npz", hashes=hashes, positions=positions)
+        if reseed is not None:
+            np.savez(tmp / "reseed.npz", hashes=reseed[0], positions=reseed[1])
         manifest["files"] = {f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)}
                              for f in sorted(tmp.iterdir()) if f.name != "manifest.json"}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     if world > 1:
         state.wait_for_everyone()
     return manifest
+
+
+def is_sketch(manifest: dict) -> bool:
+    """Whether the index's embeddings are k-mer sketches (:mod:`bioseq.align.sketch`), not a network's."""
+    config = (manifest.get("encoder") or {}).get("config")
+    return isinstance(config, dict) and config.get("model_type") == "sketch"
+
+
+def index_encoder(index: Index, path: str | Path | None = None, threads: int | None = None):
+    """The encoder that embeds reads for ``index``: the sketch it was built with, or the network at
+    ``path`` (default: the bundled one), checked against the index's fingerprint."""
+    from bioseq.align.encoder import load_encoder
+    from bioseq.align.sketch import SketchEncoder
+
+    if is_sketch(index.manifest):
+        return SketchEncoder.from_config(index.manifest["encoder"]["config"])
+    enc = load_encoder(path, threads=threads)
+    _check_encoder(index.path, index.manifest, enc)
+    return enc
+
+
+def _check_encoder(path: Path, manifest: dict, encoder) -> None:
+    if manifest["encoder"]["fingerprint"] != encoder.fingerprint:
+        raise IndexError_(f"{path}: built with encoder {manifest['encoder']['fingerprint']} but aligning with "
+                          f"encoder {encoder.fingerprint} ({encoder.path}); embeddings from different encoders "
+                          f"are not comparable: rebuild the index or pass the matching --encoder")
 
 
 def _distributed() -> tuple[int, int, object]:
@@ -190,6 +233,7 @@ class Index:
     offsets: np.ndarray  # (n_contigs + 1,) global start of each contig, then the total length
     ef_search: int = 128  # HNSW search breadth
     _faiss: object = field(default=None, init=False, repr=False)  # read on first use
+    _reseed: object = field(default=False, init=False, repr=False)  # read on first use (False: not yet)
 
     @property
     def fragment_len(self) -> int:
@@ -214,6 +258,17 @@ class Index:
             if self.manifest["faiss"].startswith("hnsw"):
                 self._faiss.hnsw.efSearch = self.ef_search
         return self._faiss
+
+    @property
+    def reseed(self) -> SeedTable | None:
+        """The short-seed table of the re-seeding round, read on first use (None: the index has none)."""
+        if self._reseed is False:
+            self._reseed = None
+            if self.manifest.get("reseed_k") and (self.path / "reseed.npz").exists():
+                rz = np.load(self.path / "reseed.npz")
+                self._reseed = SeedTable(rz["hashes"], rz["positions"], self.manifest["reseed_k"],
+                                         self.manifest["reseed_w"])
+        return self._reseed
 
     def contig_of(self, pos: int) -> int:
         return int(np.searchsorted(self.offsets, pos, "right") - 1)
@@ -272,16 +327,21 @@ def read_manifest(path: Path) -> dict:
                 isinstance(v, dict) and isinstance(v.get("size"), int) and isinstance(v.get("sha256"), str)
                 and "/" not in n and "\\" not in n and not n.startswith(".") for n, v in files.items()):
             raise IndexError_(f"{mf}: 'files' must map plain file names to their size and sha256")
-        if missing := [n for n in FILES if n not in files]:
+        if missing := [n for n in required_files(manifest) if n not in files]:
             raise IndexError_(f"{mf}: 'files' does not record {', '.join(missing)}")
     return manifest
+
+
+def required_files(manifest: dict) -> tuple[str, ...]:
+    """The files an index must hold: a sketch index stores no embedding matrix."""
+    return FILES if is_sketch(manifest) else FILES + NETWORK_FILES
 
 
 def check_files(path: Path, manifest: dict, hash_up_to: int | None = HASH_ON_OPEN_BYTES) -> None:
     """Every index file exists, has the size the manifest records, and (up to ``hash_up_to``
     bytes, None = all) its SHA-256."""
     recorded = manifest.get("files") or {}
-    for name in dict.fromkeys([*FILES, *recorded]):
+    for name in dict.fromkeys([*required_files(manifest), *recorded]):
         f = path / name
         if not f.is_file():
             raise IndexError_(f"{path}: {name} is missing; rebuild the index with `bioseq index`")
@@ -345,10 +405,8 @@ def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int 
     """
     path = Path(path)
     manifest = read_manifest(path)
-    if encoder is not None and manifest["encoder"]["fingerprint"] != encoder.fingerprint:
-        raise IndexError_(f"{path}: built with encoder {manifest['encoder']['fingerprint']} but aligning with "
-                          f"encoder {encoder.fingerprint} ({encoder.path}); embeddings from different encoders "
-                          f"are not comparable: rebuild the index or pass the matching --encoder")
+    if encoder is not None:
+        _check_encoder(path, manifest, encoder)
     check_files(path, manifest)
     total = sum(c["length"] for c in manifest["contigs"])
     n = manifest["n_fragments"]
@@ -358,10 +416,19 @@ def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int 
     _expect(path / "fragments.npy", fragments, (n,), "int64")
     if n and (fragments.min() < 0 or fragments.max() >= total):
         raise IndexError_(f"{path / 'fragments.npy'}: fragment starts outside the reference")
-    # embeddings are read in place (memory-mapped): only the fragments a search touches are paged in
-    emb = _load_array(path / "embeddings.npy", mmap_mode="r")
-    dim = emb.shape[1] if emb.ndim == 2 else -1
-    _expect(path / "embeddings.npy", emb, (n, dim if encoder is None else encoder.dim), "float32")
+    offsets = np.array([c["offset"] for c in manifest["contigs"]] + [ref.shape[0]], dtype=np.int64)
+    if is_sketch(manifest):  # sketches are recomputed from the reference when a row is needed
+        from bioseq.align.sketch import FragmentSketches, SketchEncoder
+
+        try:
+            sketch = SketchEncoder.from_config(manifest["encoder"]["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexError_(f"{path / 'manifest.json'}: bad sketch encoder config ({e})") from None
+        emb, dim = FragmentSketches(sketch, ref, fragments, int(manifest["fragment_len"]), offsets), sketch.dim
+    else:  # read in place (memory-mapped): only the fragments a search touches are paged in
+        emb = _load_array(path / "embeddings.npy", mmap_mode="r")
+        dim = emb.shape[1] if emb.ndim == 2 else -1
+        _expect(path / "embeddings.npy", emb, (n, dim if encoder is None else encoder.dim), "float32")
     check_faiss_header(path, manifest, dim)
     with _load_array(path / "minimizers.npz") as mz:
         try:
@@ -372,7 +439,6 @@ def load_index(path: str | Path, encoder: Encoder | None = None, ef_search: int 
         raise IndexError_(f"{path / 'minimizers.npz'}: hashes {hashes.shape} and positions {positions.shape} differ")
     seeds = SeedTable(hashes, positions, manifest["k"], manifest["w"])
     contigs = [Contig(c["name"], ref[c["offset"]: c["offset"] + c["length"]]) for c in manifest["contigs"]]
-    offsets = np.array([c["offset"] for c in manifest["contigs"]] + [ref.shape[0]], dtype=np.int64)
     return Index(path, manifest, ref, fragments, emb, seeds, contigs, offsets, ef_search)
 
 
@@ -395,7 +461,8 @@ def verify_index(path: str | Path, encoder: Encoder | None = None) -> list[str]:
         fi = idx.faiss_index
     except IndexError_ as e:
         return problems + [str(e)]
-    if fi.ntotal != idx.manifest["n_fragments"] or fi.d != idx.embeddings.shape[1]:
+    dim = idx.embeddings.encoder.dim if is_sketch(idx.manifest) else idx.embeddings.shape[1]
+    if fi.ntotal != idx.manifest["n_fragments"] or fi.d != dim:
         problems.append(f"{path / 'faiss.index'}: {fi.ntotal} vectors of {fi.d}, expected "
-                        f"{idx.manifest['n_fragments']} of {idx.embeddings.shape[1]}")
+                        f"{idx.manifest['n_fragments']} of {dim}")
     return problems

@@ -13,10 +13,9 @@ _INVALID = np.uint64(0xFFFFFFFFFFFFFFFF)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def kmer_hashes(codes: np.ndarray, k: int) -> np.ndarray:
-    """Hash of every k-mer start ``(L - k + 1,)`` uint64; k-mers containing a non-ACGT base get
-    the all-ones value so they are never chosen. The hash is an invertible mix of the 2-bit packed
-    k-mer, so hash order is unrelated to lexicographic order (no poly-A bias)."""
+def pack_kmers(codes: np.ndarray, k: int) -> np.ndarray:
+    """2-bit packed value of every k-mer start ``(L - k + 1,)`` uint64 (A=0 C=1 G=2 T=3, first
+    base in the high bits; a non-ACGT base packs as its low two bits, see :func:`invalid_kmers`)."""
     n = codes.shape[0] - k + 1
     if n <= 0:
         return np.empty(0, dtype=np.uint64)
@@ -34,10 +33,30 @@ def kmer_hashes(codes: np.ndarray, k: int) -> np.ndarray:
             part = packs[j][used : used + n]
             x = part if x is None else (x << np.uint64(2 * j)) | part
             used += j
-    x = (x ^ (x >> np.uint64(29))) * _MIX
-    x ^= x >> np.uint64(32)
+    return x
+
+
+def invalid_kmers(codes: np.ndarray, k: int) -> np.ndarray:
+    """True for every k-mer start ``(L - k + 1,)`` whose k-mer holds a non-ACGT base."""
     bad = np.concatenate([[0], np.cumsum(codes >= 4)])
-    x[(bad[k:] - bad[:-k]) > 0] = _INVALID
+    return (bad[k:] - bad[:-k]) > 0
+
+
+def mix(x: np.ndarray) -> np.ndarray:
+    """Invertible 64-bit mix of packed k-mers (hash order unrelated to lexicographic order)."""
+    x = (x ^ (x >> np.uint64(29))) * _MIX
+    return x ^ (x >> np.uint64(32))
+
+
+def kmer_hashes(codes: np.ndarray, k: int) -> np.ndarray:
+    """Hash of every k-mer start ``(L - k + 1,)`` uint64; k-mers containing a non-ACGT base get
+    the all-ones value so they are never chosen. The hash is an invertible mix of the 2-bit packed
+    k-mer, so hash order is unrelated to lexicographic order (no poly-A bias)."""
+    x = pack_kmers(codes, k)
+    if x.size == 0:
+        return x
+    x = mix(x)
+    x[invalid_kmers(codes, k)] = _INVALID
     return x
 
 
@@ -129,11 +148,15 @@ class SeedTable:
         """Seed-hit diagonals ``ref_pos - read_pos`` (sorted int64) for one read strand."""
         return self.batch_diagonals([read])[1]
 
-    def batch_diagonals(self, seqs: list[np.ndarray], max_occ: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def batch_diagonals(self, seqs: list[np.ndarray], max_occ: int | None = None, every_kmer: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """Seed-hit diagonals of many read strands -> ``(bounds (n + 1,), diagonals)``: the sorted
         diagonals of ``seqs[i]`` are ``diagonals[bounds[i]:bounds[i + 1]]``. Minimizers with more
-        than ``max_occ`` (default: the table's) reference copies are skipped."""
-        sid, h, qpos = batch_minimizers(seqs, self.k, self.w)
+        than ``max_occ`` (default: the table's) reference copies are skipped. With ``every_kmer``
+        every k-mer of the read is looked up, not only its minimizers: a reference minimizer is then
+        hit whenever its k-mer is intact in the read, even where nearby differences change which
+        k-mer the read's own window elects (divergent reads)."""
+        sid, h, qpos = batch_minimizers(seqs, self.k, 1 if every_kmer else self.w)
         order = np.argsort(h, kind="stable")  # sorted needles walk the table in order: ~4x fewer cache misses
         sid, h, qpos = sid[order], h[order], qpos[order]
         lo = np.searchsorted(self.hashes, h, "left")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -33,7 +35,7 @@ class Stats:
     reads: int = 0
     mapped: int = 0
     embedded: int = 0  # reads sent to the embedding search (rescue mode: those the seeds missed)
-    rescued: int = 0  # of those, reads whose best hit came from the embedding candidates
+    placed: int = 0  # of those, reads whose best hit came from the embedding candidates
     insert: object = None  # InsertModel of paired input, when one could be estimated
     problems: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
@@ -42,7 +44,7 @@ class Stats:
         self.reads += other.reads
         self.mapped += other.mapped
         self.embedded += other.embedded
-        self.rescued += other.rescued
+        self.placed += other.placed
         for k, v in other.problems.items():
             self.problems[k] = self.problems.get(k, 0) + v
         self.examples += other.examples[: max(0, 5 - len(self.examples))]
@@ -133,6 +135,10 @@ def is_proper(a: Hit, b: Hit, max_insert: int) -> bool:
     return fwd.pos <= rev.end and max(a.end, b.end) - min(a.pos, b.pos) <= max_insert
 
 
+def _mapq(h: Hit, res: ReadResult, length: int, p: AlignParams) -> int:
+    return mapq(h.score, res.xs(h), length, p, [x.score for x in res.hits if x is not h])
+
+
 def _tags(h: Hit, xs: int | None) -> list[str]:
     t = [f"NM:i:{h.nm}", f"MD:Z:{h.md}", f"AS:i:{h.score}"]
     if xs is not None:
@@ -148,7 +154,7 @@ def _lines_single(read: Read, res: ReadResult, names, p: AlignParams) -> list[st
     xs = res.xs(h)
     seq, qual = oriented(read.seq, read.qual, bool(h.strand))
     out = [record(read.name, FLAG_REVERSE * h.strand, names[h.contig], h.pos + 1,
-                  mapq(h.score, xs, len(read.seq), p), h.cigar, "*", 0, 0, seq, qual, _tags(h, xs))]
+                  _mapq(h, res, len(read.seq), p), h.cigar, "*", 0, 0, seq, qual, _tags(h, xs))]
     out += _secondary(read.name, res, names, 0, "*", 0, p)
     return out
 
@@ -193,7 +199,7 @@ def _lines_pair(reads: tuple[Read, Read], res: tuple[ReadResult, ReadResult], na
             continue
         flag |= FLAG_REVERSE * me.strand
         xs = res[i].xs(me)
-        q = mapq(me.score, xs, len(read.seq), p)
+        q = _mapq(me, res[i], len(read.seq), p)
         if proper:
             q = max(q, min(pq, 60)) if me is res[i].best else min(q, pq)
         seq, qual = oriented(read.seq, read.qual, bool(me.strand))
@@ -224,15 +230,24 @@ def _work(block: list[list]) -> tuple[list[list[Hit]], dict]:
     return hits, aligner.take_counts()
 
 
+def progress_line(stats: Stats, seconds: float) -> str:
+    """One progress line: reads so far, mapped %, reads per second (wall clock)."""
+    pct = 100.0 * stats.mapped / max(stats.reads, 1)
+    return (f"bioseq align: {stats.reads:,} reads, {pct:.1f}% mapped, {stats.reads / max(seconds, 1e-9):,.0f} reads/s "
+            f"({seconds:.0f} s)")
+
+
 def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: int = 1, batch_size: int = 2048,
-                command_line: str = "bioseq align", progress: bool = False) -> Stats:
+                command_line: str = "bioseq align", progress: bool = False, progress_every: float = 10.0) -> Stats:
     """Align one (single-end) or two (paired-end) read files and write SAM/BAM to ``out``.
 
     With ``threads > 1`` the blocks of each batch go to that many worker processes (forked before
     anything heavy is loaded, so they share the index pages), while this process reads the next
     batch and writes the previous one. Under ``accelerate launch`` (several processes, any number
     of machines) process r aligns batches r, r + world, ... and the main process writes every
-    batch in input order. Output is the same for any ``threads``, ``batch_size`` or process count."""
+    batch in input order. Output is the same for any ``threads``, ``batch_size`` or process count.
+    With ``progress`` a line (reads, mapped %, reads/s) goes to stderr after the first batch and then
+    at most every ``progress_every`` seconds."""
     global _WORKER
     import multiprocessing as mp
 
@@ -257,7 +272,7 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
         results = [ReadResult(hits=h) for hits, _ in done for h in hits]
         for _, counts in done:
             part.embedded += counts["embedded"]
-            part.rescued += counts["rescued"]
+            part.placed += counts["placed"]
         lines = []
         if len(paths) == 1:
             for (_, _, r), res in zip(flat, results):
@@ -310,9 +325,15 @@ def align_files(aligner: Aligner, paths: list[str], out: str | None, threads: in
             prepared.append(strands)
         return flat, prepared, part
 
+    t_start, last = time.time(), [0.0]
+
     def write(lines: list[str], part: Stats) -> None:
         stats.merge(part)
         writer.write(lines)
+        now = time.time()
+        if progress and (last[0] == 0.0 or now - last[0] >= progress_every):
+            last[0] = now
+            print(progress_line(stats, now - t_start), file=sys.stderr, flush=True)
 
     def flush(items: list) -> None:
         """Gather one round of batches (one per process) and write them in input order."""

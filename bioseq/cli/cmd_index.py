@@ -14,9 +14,12 @@ HELP = "Build a neural alignment index (.esa) of a reference FASTA."
 def command(
     reference: str = typer.Argument(..., help="Reference FASTA (plain, gzip, bgzip or xz)."),
     out: Path = typer.Option(None, "-o", "--out", help="Index directory (default: <reference>.esa)."),
-    encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint (default: the bundled one)."),
-    fragment_len: int = typer.Option(256, "--fragment-len", min=2, help="Reference fragment length (bp)."),
-    stride: int = typer.Option(96, "--stride", min=1, help="Fragment stride; reads up to fragment_len - stride bp fit one fragment."),
+    embedding: str = typer.Option("sketch", "--embedding", help="Fragment embedding: sketch (k-mer count sketch, seconds to build) | neural (the encoder network)."),
+    encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint for --embedding neural (default: the bundled one)."),
+    sketch_k: int = typer.Option(10, "--sketch-k", min=4, max=31, help="k-mer size of the sketch embedding."),
+    sketch_dim: int = typer.Option(2048, "--sketch-dim", min=2, help="Dimensions of the sketch embedding."),
+    fragment_len: int = typer.Option(None, "--fragment-len", min=2, help="Reference fragment length (bp; default 300 for sketch, 256 for neural)."),
+    stride: int = typer.Option(None, "--stride", min=1, help="Fragment stride; reads up to fragment_len - stride bp fit one fragment (default 150 sketch, 96 neural)."),
     k: int = typer.Option(15, "-k", min=8, max=31, help="Minimizer k-mer size."),
     w: int = typer.Option(10, "-w", min=1, help="Minimizer window."),
     hnsw_above: int = typer.Option(100_000, "--hnsw-above", min=1, help="Use HNSW instead of an exact index above this many fragments."),
@@ -25,19 +28,18 @@ def command(
     verify: bool = typer.Option(False, "--verify", help="Build nothing: check an existing index (REFERENCE may be the "
                                 "index itself): file hashes, contig MD5s of reference.npy, the FAISS file. Exit 1 on any problem."),
 ) -> None:
-    """Tile the reference into overlapping fragments, embed them and build the FAISS + seed index.
+    """Tile the reference into overlapping fragments, embed them (k-mer sketches by default, or the
+    encoder network) and build the FAISS + seed index.
 
     Under `accelerate launch --num_processes N -m bioseq index ...` the fragments are embedded by N
     processes (CPU or GPU) and gathered; the index is identical to a single-process build."""
     import faiss
-    import torch
 
     from bioseq.align.encoder import load_encoder
     from bioseq.align.index import FORMAT, IndexParams, build_index
     from bioseq.align.reference import InputError
     from bioseq.io.atomic import check_output
 
-    torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     out = out or Path(str(reference).removesuffix(".gz").removesuffix(".xz") + ".esa")
     if verify:
@@ -45,7 +47,19 @@ def command(
     # before any work: -o must not be the reference, a folder that is not an index, or inside one
     check_output(out, [reference, encoder], directory=True, replaces=FORMAT)
     try:
-        enc = load_encoder(encoder)
+        if embedding == "sketch":
+            from bioseq.align.sketch import SketchEncoder
+
+            enc = SketchEncoder(sketch_k, sketch_dim)
+            fragment_len, stride = fragment_len or 300, stride or 150
+        elif embedding == "neural":
+            import torch  # only the network needs it
+
+            torch.set_num_threads(threads)
+            enc = load_encoder(encoder)
+            fragment_len, stride = fragment_len or 256, stride or 96
+        else:
+            raise ValueError(f"--embedding must be sketch or neural, got {embedding!r}")
         params = IndexParams(fragment_len=fragment_len, stride=stride, k=k, w=w, hnsw_above=hnsw_above)
         m = build_index(reference, out, enc, params, block=block)
     except (InputError, ValueError, FileNotFoundError) as e:

@@ -272,3 +272,30 @@ def test_gapless_fast_traceback_equals_parasail(lambda_index, lambda_contig):
         assert (f.score, f.contig, f.pos, f.end, f.cigar, f.nm, f.md) == \
             (slow.score, slow.contig, slow.pos, slow.end, slow.cigar, slow.nm, slow.md)
     assert n_fast >= 35
+
+
+def test_mapq_falls_with_the_relative_gap_and_repeat_family_size():
+    p = AlignParams()
+    one = mapq(140, 110, 150, p, others=[110])
+    assert 20 <= one < 60
+    assert mapq(140, 110, 150, p, others=[110, 90]) == one  # a distant copy changes nothing
+    assert mapq(140, 133, 150, p, others=[133, 132, 131]) < mapq(140, 133, 150, p, others=[133])  # family
+    assert mapq(70, 40, 150, p, others=[40]) < mapq(70, 40, 70, p, others=[40])  # 70 of 150 bp: low identity
+    assert mapq(140, 135, 150, p, others=[135]) < 10  # one mismatch apart: a near-repeat, as bwa mem
+    assert mapq(150, None, 150, p) == 60 and mapq(150, 0, 150, p, others=[]) == 60
+
+
+def test_sketch_is_strand_symmetric_and_batch_independent():
+    from bioseq.align.sketch import SketchEncoder
+
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 4, n).astype(np.uint8) for n in (300, 150, 9, 40)]
+    enc = SketchEncoder(k=10, dim=512)
+    together = enc.embed(seqs)
+    alone = np.concatenate([enc.embed([s]) for s in seqs])
+    assert np.array_equal(together, alone)
+    rc = enc.embed([alphabet.reverse_complement_codes(s) for s in seqs])
+    assert np.allclose(rc, together, atol=1e-6)
+    assert np.allclose(np.linalg.norm(together[[0, 1, 3]], axis=1), 1) and not together[2].any()  # 9 bp: no 10-mer
+    # a read's sketch is closest to the fragment it came from
+    assert together[1] @ enc.embed([seqs[0][50:200]])[0] < together[0] @ enc.embed([seqs[0][50:200]])[0]
