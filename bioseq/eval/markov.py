@@ -97,6 +97,22 @@ class MarkovModel:
         c = self.counts[order] + self.alpha
         return np.log2(c / c.sum(1, keepdims=True))  # (4**order, 4)
 
+    def position_log2_probs(self, codes: np.ndarray) -> np.ndarray:
+        """``(L,)`` log2 P(base_i | previous min(k, i) bases) of one sequence; NaN at position 0
+        and where the base or the used context holds an ambiguity code (what a causal LM scores)."""
+        codes = np.asarray(codes, np.uint8)
+        out = np.full(len(codes), np.nan)
+        tables = [self.log2_probs(j).reshape(-1) for j in range(self.k + 1)]
+        for i in range(1, min(self.k, len(codes) - 1) + 1):  # the short-context head, order i
+            idx, ok = _kmer_index(codes[: i + 1], i)
+            if ok[0]:
+                out[i] = tables[i][idx[0]]
+        if len(codes) > self.k:
+            idx, ok = _kmer_index(codes, self.k)
+            lp = np.where(ok, tables[self.k][idx], np.nan)
+            out[max(self.k, 1):] = lp[max(self.k, 1) - self.k:]
+        return out
+
     def window_bits(self, windows: np.ndarray) -> tuple[float, int]:
         """Total bits and number of scored positions over ``windows (N, L)`` of codes.
 
