@@ -136,8 +136,9 @@ def load_model_and_tokenizer(model: Any, tokenizer: Any = None, map_location: st
         source = Path(model)
         try:
             model = load_pretrained(model, map_location=map_location)
-        except FileNotFoundError as e:
-            raise EmbedError(f"{source}: not a model checkpoint folder or a shipped model name ({e})") from None
+        except (FileNotFoundError, KeyError, ValueError) as e:  # no folder, unknown name, bad checkpoint
+            msg = str(e).strip('"')
+            raise EmbedError(msg if str(source) in msg else f"model {source}: {msg}") from None
         # a shipped name resolves to a folder; the loader records it where it can
         source = Path(getattr(model, "source_dir", None) or getattr(model, "name_or_path", None) or source)
     if tokenizer is None and source is not None and (source / "tokenizer.json").exists():
@@ -204,7 +205,7 @@ class _Window:
     end: int
 
 
-def _windows(n: int, body: int, stride: int) -> list[tuple[int, int]]:
+def sliding_windows(n: int, body: int, stride: int) -> list[tuple[int, int]]:
     """Token ranges ``[start, end)`` covering ``0..n``, each ``body`` long, at most ``stride``
     apart, spread evenly from flush-left to flush-right (no short sliver at the end).
 
@@ -291,7 +292,7 @@ class _Engine:
 
     def embed_chunk(self, records: list[tuple[str, np.ndarray]], progress=None) -> list[Embedding]:
         """Embed a chunk of tokenized records; windows of all of them are bucketed by length."""
-        wins = [_Window(r, s, e) for r, (_, ids) in enumerate(records) for s, e in _windows(len(ids), self.body, self.stride)]
+        wins = [_Window(r, s, e) for r, (_, ids) in enumerate(records) for s, e in sliding_windows(len(ids), self.body, self.stride)]
         order = sorted(range(len(wins)), key=lambda i: wins[i].end - wins[i].start, reverse=True)
         if self.per_token:
             acc = [np.zeros((len(ids), self.d), np.float32) for _, ids in records]
