@@ -520,7 +520,8 @@ class _ZarrWriter:
     def _append(self, key: str, data: np.ndarray, chunk_rows: int) -> None:
         arr = self.arrays.get(key)
         if arr is None:
-            arr = self.root.create_array(key, shape=(0, *data.shape[1:]), dtype=data.dtype,
+            # names: zarr's variable-length UTF-8 strings (a specified v3 data type)
+            arr = self.root.create_array(key, shape=(0, *data.shape[1:]), dtype=str if data.dtype == object else data.dtype,
                                          chunks=(chunk_rows, *data.shape[1:]))
             self.arrays[key] = arr
         n0 = arr.shape[0]
@@ -544,7 +545,7 @@ class _ZarrWriter:
         else:
             self._append("embeddings", np.stack([b.vector for b in self.buf]).astype(np.float32), self.rows_per_chunk)
         self._append("n_tokens", np.array([b.n_tokens for b in self.buf], np.int64), self.rows_per_chunk)
-        self._append("names", np.array([b.name for b in self.buf], dtype=object).astype(str), self.rows_per_chunk)
+        self._append("names", np.array([b.name for b in self.buf], dtype=object), self.rows_per_chunk)
         self.n += len(self.buf)
         self.buf = []
 

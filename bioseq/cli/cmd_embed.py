@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-HELP = "Embed the sequences of a FASTA file with a pretrained model (.npy, .parquet or .zarr)."
+HELP = """Embed the sequences of a FASTA file with a pretrained model (.npy, .parquet or .zarr).
+
+Long sequences are cut into overlapping windows of the model's training length; each window is
+pooled (mean over its sequence tokens by default) and the windows are averaged. Output is in input
+order, written under a temporary name and renamed when complete.
+
+Example: bioseq embed -m runs/demo/final data/genomes/lambda_NC_001416.fa.gz -o runs/lambda.parquet --rc
+"""
 
 
 def command(
@@ -30,14 +37,7 @@ def command(
     threads: int = typer.Option(0, "-t", "--threads", help="CPU threads (0: torch's default).", metavar="N"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
-    """Embed every record of a FASTA file, in input order.
-
-    Long sequences are cut into overlapping windows of the model's training length; each window is
-    pooled (mean over its sequence tokens by default) and the windows are averaged. The output is
-    written under a temporary name and renamed when complete.
-
-    Example: bioseq embed -m runs/demo/final data/genomes/lambda_NC_001416.fa.gz -o /tmp/lambda.parquet
-    """
+    """Embed every record of a FASTA file, in input order (help text: ``HELP``)."""
     from bioseq.embeddings import EmbedError, iter_embeddings, output_format, read_fasta_text, write_embeddings
     from bioseq.io.errors import SequenceFormatError
 

@@ -97,12 +97,21 @@ class MarkovModel:
         c = self.counts[order] + self.alpha
         return np.log2(c / c.sum(1, keepdims=True))  # (4**order, 4)
 
+    def _tables(self) -> list[np.ndarray]:
+        """Flattened log2 tables of every order, computed once per fit (an order-12 table has
+        67 M entries: rebuilding it per scored window would dominate everything else)."""
+        key = [float(c.sum()) for c in self.counts]
+        if getattr(self, "_cache_key", None) != key:
+            self._cache = [self.log2_probs(j).reshape(-1) for j in range(self.k + 1)]
+            self._cache_key = key
+        return self._cache
+
     def position_log2_probs(self, codes: np.ndarray) -> np.ndarray:
         """``(L,)`` log2 P(base_i | previous min(k, i) bases) of one sequence; NaN at position 0
         and where the base or the used context holds an ambiguity code (what a causal LM scores)."""
         codes = np.asarray(codes, np.uint8)
         out = np.full(len(codes), np.nan)
-        tables = [self.log2_probs(j).reshape(-1) for j in range(self.k + 1)]
+        tables = self._tables()
         for i in range(1, min(self.k, len(codes) - 1) + 1):  # the short-context head, order i
             idx, ok = _kmer_index(codes[: i + 1], i)
             if ok[0]:
