@@ -109,7 +109,7 @@ def variants(
     model: str = typer.Option(..., "-m", "--model", help="Causal or masked LM checkpoint folder (or shipped model name)."),
     ref: Path = typer.Option(..., "--ref", help="Reference FASTA the VCF's positions refer to.", metavar="REF.fa"),
     vcf: Path = typer.Option(..., "--vcf", help="Input VCF/BCF (plain or bgzip).", metavar="IN.vcf.gz"),
-    out: Path = typer.Option(..., "-o", "--out", help="Output VCF (.vcf, .vcf.gz or .bcf) with the score in INFO.",
+    out: Path = typer.Option(..., "-o", "--out", help="Output VCF (.vcf or bgzipped .vcf.gz) with the score in INFO.",
                              metavar="OUT.vcf.gz"),
     window: int = typer.Option(None, "--window", help="Bases of context around each variant (default: the training "
                                "window).", metavar="N"),
@@ -138,8 +138,8 @@ def variants(
         _fail("variants", f"{vcf}: no such file")
     if out.exists() and out.resolve() == vcf.resolve():
         _fail("variants", f"{out}: the output would overwrite the input")
-    name = out.name
-    mode = "wb" if name.endswith(".bcf") else "wz" if name.endswith((".gz", ".bgz")) else "w"
+    if not out.name.endswith((".vcf", ".vcf.gz", ".vcf.bgz")):
+        _fail("variants", f"{out}: the output must end in .vcf or .vcf.gz")
     try:
         lm = LanguageModel.load(model, window=window, device=device, batch_size=batch_size)
         contigs = read_reference(ref)
@@ -148,7 +148,7 @@ def variants(
             vin = pysam.VariantFile(str(vcf))
         except (ValueError, OSError) as e:
             raise ValueError(f"{vcf}: not a readable VCF/BCF ({e})") from None
-        header = vin.header  # extended in place, so the records read through it can be written
+        header = vin.header
         header.add_meta("INFO", items=[("ID", info), ("Number", "A"), ("Type", "Float"), (
             "Description", f"log P(ALT) - log P(REF) (nats) from {model} ({lm.kind}, "
                            f"{'forward strand' if single_strand else 'both strands averaged'}, {lm.window}-base window)")])
@@ -189,16 +189,24 @@ def variants(
                 scores.update({(ri, ai): float(x) for (ri, ai, _), x in zip(part, llr, strict=True)})
                 bar.update(len(part))
     try:
+        # Records are written as text with the INFO column extended: htslib refuses to re-encode
+        # some records it reads (e.g. a symbolic ALT without END), and a scorer must not drop them.
         with atomic_file(out) as tmp:
-            with pysam.VariantFile(str(tmp), mode, header=header) as vout:
+            fh = pysam.BGZFile(str(tmp), "wb") if out.name.endswith(("gz", "bgz")) else open(tmp, "wb")
+            with fh:
+                fh.write(str(header).encode())
                 for ri, rec in enumerate(records):
-                    new = rec
+                    cols = str(rec).rstrip("\n").split("\t")
                     vals = [scores.get((ri, ai)) for ai in range(len(rec.alts or ()))]
+                    extra = []
                     if any(x is not None for x in vals):
-                        new.info[info] = tuple(round(x, 4) if x is not None else None for x in vals)
+                        extra.append(f"{info}=" + ",".join("." if x is None else f"{x:.4f}" for x in vals))
                     if ri in reasons:
-                        new.info[f"{info}_SKIP"] = "|".join(reasons[ri]).replace(" ", "_").replace(";", ",")
-                    vout.write(new)
+                        why = "|".join(reasons[ri])
+                        extra.append(f"{info}_SKIP=" + "".join(c if c.isalnum() or c in "._:|>-'" else "_" for c in why))
+                    if extra:
+                        cols[7] = ";".join(([] if cols[7] == "." else [cols[7]]) + extra)
+                    fh.write(("\t".join(cols) + "\n").encode())
     except (OSError, ValueError) as e:
         _fail("variants", f"{out}: {e}")
     finally:
