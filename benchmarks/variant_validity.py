@@ -31,7 +31,13 @@ sys.path.insert(0, str(ROOT))
 
 from bioseq.alphabet import reverse_complement_codes  # noqa: E402
 from bioseq.eval.markov import MarkovModel  # noqa: E402
-from bioseq.eval.zeroshot import LanguageModel, Variant, markov_variant_scores, read_reference, variant_scores  # noqa: E402
+from bioseq.eval.zeroshot import (  # noqa: E402
+    LanguageModel,
+    Variant,
+    markov_variant_scores,
+    read_reference,
+    variant_scores,
+)
 from bioseq.finetune import _auroc_binary  # noqa: E402
 
 BASES = "ACGT"

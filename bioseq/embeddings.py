@@ -222,7 +222,7 @@ def sliding_windows(n: int, body: int, stride: int) -> list[tuple[int, int]]:
     while True:  # rounding can widen the middle gap past stride: then use two more windows
         half = [i * span // (k - 1) for i in range(k // 2)]
         starts = half + ([span // 2] if k % 2 else []) + [span - s for s in reversed(half)]
-        if max(b - a for a, b in zip(starts, starts[1:])) <= stride:
+        if max(b - a for a, b in zip(starts, starts[1:], strict=False)) <= stride:
             return [(s, s + body) for s in starts]
         k += 2
 
@@ -453,7 +453,7 @@ class _NpyWriter:
 
     def close(self) -> None:
         shape = f"({self.n}, {self.d or 0})"
-        header = "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % shape
+        header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }"
         header = header.ljust(self.HEADER - 10 - 1) + "\n"
         self.f.seek(0)
         self.f.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1"))

@@ -90,8 +90,9 @@ def read_labelled(dcfg: dict) -> tuple[list[str], list[str], list[str] | None]:
     group_key = dcfg.get("group")
     seqs, labels, groups = [], [], []
     if fmt in ("csv", "tsv"):
-        from bioseq.io.compression import open_binary
         import io
+
+        from bioseq.io.compression import open_binary
 
         seq_col, lab_col = dcfg.get("sequence_column", "sequence"), dcfg.get("label_column", "label")
         with io.TextIOWrapper(open_binary(path), encoding="utf-8") as fh:
@@ -124,8 +125,9 @@ def read_labelled(dcfg: dict) -> tuple[list[str], list[str], list[str] | None]:
 
 
 def _fasta_headers(path: Path):
-    from bioseq.io.compression import open_binary
     import io
+
+    from bioseq.io.compression import open_binary
 
     with io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="replace") as fh:
         for line in fh:

@@ -38,7 +38,13 @@ def command(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Embed every record of a FASTA file, in input order (help text: ``HELP``)."""
-    from bioseq.embeddings import EmbedError, iter_embeddings, output_format, read_fasta_text, write_embeddings
+    from bioseq.embeddings import (
+        EmbedError,
+        iter_embeddings,
+        output_format,
+        read_fasta_text,
+        write_embeddings,
+    )
     from bioseq.io.errors import SequenceFormatError
 
     def fail(msg: str) -> None:

@@ -51,7 +51,6 @@ def bits(
 
     Example: bioseq score bits -m runs/demo/final --fasta data/genomes/lambda_NC_001416.fa.gz --markov-from data/genomes/ecoli_K12_MG1655.fa.gz
     """
-    import numpy as np
 
     from bioseq.eval.markov import MarkovModel
     from bioseq.eval.zeroshot import LanguageModel, read_reference, tile_windows
@@ -131,7 +130,13 @@ def variants(
     """
     import pysam
 
-    from bioseq.eval.zeroshot import LanguageModel, Variant, check_variant, read_reference, variant_scores
+    from bioseq.eval.zeroshot import (
+        LanguageModel,
+        Variant,
+        check_variant,
+        read_reference,
+        variant_scores,
+    )
     from bioseq.io.atomic import atomic_file
 
     if not vcf.exists():

@@ -148,7 +148,7 @@ class LanguageModel:
             rows = [self.tok.encode_codes(ref) for ref, _ in chunk]
             sites = [np.flatnonzero(ref != alt) for ref, alt in chunk]
             lp = self._log_probs(rows, masked_at=sites)
-            for j, (ref, alt) in enumerate(chunk):
+            for j, (_, alt) in enumerate(chunk):
                 p = sites[j]
                 a_ids, r_ids = self.tok.encode_codes(alt[p]), rows[j][p]
                 out[s + j] = (lp[j, p, a_ids] - lp[j, p, r_ids]).sum()

@@ -72,7 +72,7 @@ def test_windows_cover_evenly_and_mirror(n):
         w = sliding_windows(n, body, stride)
         assert w[0][0] == 0 and w[-1][1] == n
         assert all(e - s == min(n, body) for s, e in w)
-        assert all(b[0] - a[0] <= stride for a, b in zip(w, w[1:]))
+        assert all(b[0] - a[0] <= stride for a, b in zip(w, w[1:], strict=False))
         assert [(n - e, n - s) for s, e in reversed(w)] == w
 
 
