@@ -319,7 +319,7 @@ class _Engine:
         return out
 
 
-def iter_embeddings(
+def iter_embedding_chunks(
     model: Any,
     records: Iterable[Any],
     *,
@@ -334,11 +334,14 @@ def iter_embeddings(
     device: str | None = None,
     progress: bool = False,
     source_name: str = "input",
-) -> Iterator[Embedding]:
-    """Embed ``records`` lazily, in input order (see :func:`embed` for the arguments).
+    shard: tuple[int, int] | None = None,
+) -> Iterator[tuple[int, list[Embedding]]]:
+    """Embed ``records`` chunk by chunk: yields ``(chunk_index, embeddings)`` in input order.
 
-    Reads about ``chunk_tokens`` tokens of records at a time, embeds them (windows of the whole
-    chunk bucketed by length) and yields one :class:`Embedding` per record.
+    Reads about ``chunk_tokens`` tokens of records at a time and embeds them together (windows of
+    the whole chunk bucketed by length). With ``shard=(rank, world)`` only the chunks whose index
+    is ``rank`` modulo ``world`` are embedded (every record is still read and tokenized, so
+    chunk boundaries, and errors, are the same on every process).
     """
     import torch
     from tqdm.auto import tqdm
@@ -353,12 +356,13 @@ def iter_embeddings(
     if batch_size < 1 or chunk_tokens < 1:
         raise EmbedError("batch_size and chunk_tokens must be >= 1")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    engine = _Engine(model, tok, window=min(window, 1 << 30), overlap=min(overlap, max(0, window - 1)),
-                     pooling=pooling, rc=rc, per_token=per_token, batch_size=batch_size, device=device)
+    engine = _Engine(model, tok, window=window, overlap=overlap, pooling=pooling, rc=rc, per_token=per_token,
+                     batch_size=batch_size, device=device)
+    rank, world = shard or (0, 1)
     bar = tqdm(total=None, unit="tok", unit_scale=True, desc="embed", disable=not progress, file=sys.stderr,
                leave=False)
     chunk: list[tuple[str, np.ndarray]] = []
-    held = 0
+    held = index = 0
     try:
         for name, seq in _as_records(records):
             try:
@@ -370,12 +374,20 @@ def iter_embeddings(
             chunk.append((name, ids))
             held += len(ids)
             if held >= chunk_tokens:
-                yield from engine.embed_chunk(chunk, bar)
-                chunk, held = [], 0
-        if chunk:
-            yield from engine.embed_chunk(chunk, bar)
+                if index % world == rank:
+                    yield index, engine.embed_chunk(chunk, bar)
+                chunk, held, index = [], 0, index + 1
+        if chunk and index % world == rank:
+            yield index, engine.embed_chunk(chunk, bar)
     finally:
         bar.close()
+
+
+def iter_embeddings(model: Any, records: Iterable[Any], **kwargs: Any) -> Iterator[Embedding]:
+    """Embed ``records`` lazily, one :class:`Embedding` per record in input order (keyword
+    arguments as :func:`iter_embedding_chunks` and :func:`embed`)."""
+    for _, embs in iter_embedding_chunks(model, records, **kwargs):
+        yield from embs
 
 
 def embed(
@@ -587,6 +599,64 @@ def write_embeddings(embeddings: Iterable[Embedding], out: str | os.PathLike, *,
         return n
 
 
+def embed_file(model: Any, fasta: str | os.PathLike, out: str | os.PathLike, *, per_token: bool = False,
+               attrs: dict[str, Any] | None = None, **kwargs: Any) -> int | None:
+    """Embed every record of ``fasta`` into ``out`` (what ``bioseq embed`` runs); returns the
+    number of records, or None on the non-main processes of a distributed run.
+
+    Under ``accelerate launch --num_processes N`` each process embeds every N-th chunk of records
+    (on its own GPU when there are GPUs) into a part file beside ``out``; the main process then
+    streams the parts, in input order, into the one output. The result is the same file a single
+    process writes.
+    """
+    records = read_fasta_text(fasta)
+    kwargs.setdefault("source_name", str(fasta))
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return write_embeddings(iter_embeddings(model, records, per_token=per_token, **kwargs), out,
+                                per_token=per_token, attrs=attrs)
+    import shutil
+
+    from accelerate import PartialState
+
+    state = PartialState()
+    out = Path(out)
+    output_format(out)
+    # The same folder name on every process (and node) of this launch.
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID") or f"{os.environ.get('MASTER_ADDR', '')}-{os.environ.get('MASTER_PORT', '')}"
+    parts = out.parent / f".{out.name}.parts-{run_id}"
+    parts.mkdir(parents=True, exist_ok=True)
+    if kwargs.get("device") is None and state.device.type != "cpu":
+        kwargs["device"] = str(state.device)
+    try:
+        for index, embs in iter_embedding_chunks(model, records, per_token=per_token,
+                                                 shard=(state.process_index, state.num_processes), **kwargs):
+            tmp = parts / f".{index:09d}.npz"
+            with open(tmp, "wb") as fh:  # np.savez on a handle: it would append .npz to a name
+                np.savez(fh, names=np.array([e.name for e in embs]), n_tokens=np.array([e.n_tokens for e in embs]),
+                         lengths=np.array([len(e.vector) if per_token else 1 for e in embs]),
+                         vectors=np.concatenate([np.atleast_2d(e.vector) for e in embs]).astype(np.float32))
+            os.replace(tmp, parts / f"{index:09d}.npz")
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            state.wait_for_everyone()
+            return None
+
+        def merged() -> Iterator[Embedding]:
+            for f in sorted(parts.glob("[0-9]*.npz")):
+                z = np.load(f)
+                ends = np.cumsum(z["lengths"])
+                for name, n, a, b in zip(z["names"], z["n_tokens"], ends - z["lengths"], ends, strict=True):
+                    v = z["vectors"][a:b]
+                    yield Embedding(str(name), int(n), v if per_token else v[0])
+
+        n = write_embeddings(merged(), out, per_token=per_token, attrs=attrs)
+        state.wait_for_everyone()
+        return n
+    finally:
+        if state.is_main_process:
+            shutil.rmtree(parts, ignore_errors=True)
+
+
 def read_embeddings(path: str | os.PathLike) -> tuple[list[str] | None, np.ndarray | list[np.ndarray]]:
     """Read what :func:`write_embeddings` wrote: ``(names or None for .npy, vectors)``."""
     fmt = output_format(path)
@@ -607,5 +677,5 @@ def read_embeddings(path: str | os.PathLike) -> tuple[list[str] | None, np.ndarr
     return names, g["embeddings"][:] if "embeddings" in g else np.zeros((0, 0), np.float32)
 
 
-__all__ = ["EmbedError", "Embedding", "embed", "iter_embeddings", "load_model_and_tokenizer", "read_embeddings",
+__all__ = ["EmbedError", "Embedding", "embed", "embed_file", "iter_embedding_chunks", "iter_embeddings", "load_model_and_tokenizer", "read_embeddings",
            "read_fasta_text", "write_embeddings"]

@@ -13,6 +13,8 @@ pooled (mean over its sequence tokens by default) and the windows are averaged. 
 order, written under a temporary name and renamed when complete.
 
 Example: bioseq embed -m runs/demo/final data/genomes/lambda_NC_001416.fa.gz -o runs/lambda.parquet --rc
+
+Across processes or GPUs (same output): accelerate launch --num_processes 2 -m bioseq embed -m MODEL in.fa -o out.npy
 """
 
 
@@ -33,18 +35,14 @@ def command(
     rc: bool = typer.Option(False, "--rc", help="Average with the reverse complement (strand-invariant DNA embeddings)."),
     per_token: bool = typer.Option(False, "--per-token", help="One vector per token instead of per sequence (.zarr only)."),
     batch_size: int = typer.Option(32, "-b", "--batch-size", help="Windows per forward pass.", metavar="N"),
+    chunk_tokens: int = typer.Option(1 << 20, "--chunk-tokens", help="Tokens read, bucketed and embedded together "
+                                     "(bounds memory; the unit split across processes).", metavar="N"),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).", metavar="DEV"),
     threads: int = typer.Option(0, "-t", "--threads", help="CPU threads (0: torch's default).", metavar="N"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Embed every record of a FASTA file, in input order (help text: ``HELP``)."""
-    from bioseq.embeddings import (
-        EmbedError,
-        iter_embeddings,
-        output_format,
-        read_fasta_text,
-        write_embeddings,
-    )
+    from bioseq.embeddings import EmbedError, embed_file, output_format
     from bioseq.io.errors import SequenceFormatError
 
     def fail(msg: str) -> None:
@@ -61,12 +59,11 @@ def command(
 
         if threads:
             torch.set_num_threads(threads)
-        embs = iter_embeddings(model, read_fasta_text(fasta), tokenizer=tokenizer, window=window, overlap=overlap,
-                               pooling=pooling, rc=rc, per_token=per_token, batch_size=batch_size, device=device,
-                               progress=not quiet, source_name=str(fasta))
         attrs = {"model": str(model), "pooling": pooling, "rc": rc, "per_token": per_token, "input": str(fasta)}
-        n = write_embeddings(embs, out, per_token=per_token, attrs=attrs)
+        n = embed_file(model, fasta, out, per_token=per_token, attrs=attrs, tokenizer=tokenizer, window=window,
+                       overlap=overlap, pooling=pooling, rc=rc, batch_size=batch_size, device=device,
+                       chunk_tokens=chunk_tokens, progress=not quiet)
     except (EmbedError, SequenceFormatError, FileNotFoundError, OSError) as e:
         fail(str(e))
-    if not quiet:
+    if n is not None and not quiet:  # None: a non-main process of `accelerate launch`
         typer.echo(f"{out}: {n:,} sequences embedded", err=True)

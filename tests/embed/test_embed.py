@@ -171,3 +171,38 @@ def test_cli_help_has_an_example_and_no_python_types():
     r = CliRunner().invoke(app, ["embed", "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "Example: bioseq embed" in r.output
     assert "<bool>" not in r.output and "<str>" not in r.output
+
+
+def test_shards_split_chunks_and_cover_everything(tiny_checkpoint):
+    from bioseq.embeddings import iter_embedding_chunks
+
+    ckpt = tiny_checkpoint("clm")
+    full = dict(iter_embedding_chunks(ckpt, SEQS, window=32, chunk_tokens=60))
+    parts = [dict(iter_embedding_chunks(ckpt, SEQS, window=32, chunk_tokens=60, shard=(r, 2))) for r in range(2)]
+    assert len(full) >= 3 and set(parts[0]) | set(parts[1]) == set(full) and not set(parts[0]) & set(parts[1])
+    assert set(parts[1]) == {i for i in full if i % 2 == 1}
+    for i, embs in full.items():
+        other = (parts[0] | parts[1])[i]
+        np.testing.assert_allclose(np.stack([e.vector for e in embs]), np.stack([e.vector for e in other]), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_gives_the_single_process_output(tiny_checkpoint, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    fa = _fasta(tmp_path / "in.fa", SEQS * 4)
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    base = ["-m", "bioseq", "embed", "-m", str(tiny_checkpoint("clm")), str(fa), "--window", "32", "-q",
+            "--chunk-tokens", "100"]
+    subprocess.run([sys.executable, *base, "-o", str(tmp_path / "one.parquet")], check=True, env=env)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    subprocess.run([*launch, *base, "-o", str(tmp_path / "two.parquet")], check=True, env=env, timeout=300)
+    a, b = read_embeddings(tmp_path / "one.parquet"), read_embeddings(tmp_path / "two.parquet")
+    assert a[0] == b[0]
+    np.testing.assert_allclose(a[1], b[1], atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa", "one.parquet", "two.parquet"]
