@@ -137,3 +137,14 @@ def test_time_limit_is_checked_every_step(tmp_path):
         warnings.simplefilter("error")
         res = finetune(model, data, data, FinetuneConfig(epochs=50, batch_size=8, max_steps=5, eval_every=2, progress=False))
     assert len(res.steps) == 5 and not res.cut_short and [r["step"] for r in res.history] == [2, 4, 5]
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "recipes/configs/finetune").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_config_names_shipped_data_and_its_launch_command(config):
+    from bioseq.utils.recipe_config import load_recipe_config
+
+    cfg = load_recipe_config(config)
+    assert (ROOT / cfg["data"]["path"]).exists()  # runs on what ships in data/
+    head = config.read_text().splitlines()
+    assert any(f"recipes/finetune.py --config recipes/configs/finetune/{config.name}" in ln for ln in head[:8])
+    assert cfg["train"]["max_steps"] and cfg["train"]["time_limit_s"]
