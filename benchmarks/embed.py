@@ -45,9 +45,9 @@ def run(cmd: list[str]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True)
-    ap.add_argument("--n", type=int, default=10_000, help="number of short sequences")
+    ap.add_argument("--n", type=int, default=10_000, help="number of short sequences (0: skip)")
     ap.add_argument("--length", type=int, default=1000, help="length of the short sequences")
-    ap.add_argument("--long", type=int, default=5_000_000, help="length of the long sequence")
+    ap.add_argument("--long", type=int, default=5_000_000, help="length of the long sequence (0: skip)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/embed"))
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
         reps = -(-args.long // len(genome))
         with open(long, "w") as fh:
             fh.write(">long\n" + decode(np.tile(genome, reps)[: args.long], keep_case=False) + "\n")
-        for name, path, n, bases in (("short", short, args.n, args.n * args.length), ("long", long, 1, args.long)):
+        cases = [("short", short, args.n, args.n * args.length), ("long", long, 1, args.long)]
+        for name, path, n, bases in [c for c in cases if c[2] and c[3]]:  # --n 0 or --long 0 skips a case
             cmd = [sys.executable, "-m", "bioseq", "embed", "-m", args.model, str(path), "-o", str(Path(tmp) / f"{name}.npy"),
                    "-t", str(args.threads), "-b", str(args.batch_size), "-q"]
             wall, rss = run(cmd)
