@@ -62,6 +62,7 @@ class MarkovModel:
         are counted directly, so the counts equal indexing every order separately.
         """
         k = self.k
+        self._cache = None  # log2 tables of the old counts
         top = np.zeros(4 ** (k + 1), np.int64)  # (k+1)-mer counts of all sequences, both strands
         for codes in sequences:
             codes = np.asarray(codes, np.uint8)
@@ -100,10 +101,8 @@ class MarkovModel:
     def _tables(self) -> list[np.ndarray]:
         """Flattened log2 tables of every order, computed once per fit (an order-12 table has
         67 M entries: rebuilding it per scored window would dominate everything else)."""
-        key = [float(c.sum()) for c in self.counts]
-        if getattr(self, "_cache_key", None) != key:
+        if getattr(self, "_cache", None) is None:  # fit() clears it
             self._cache = [self.log2_probs(j).reshape(-1) for j in range(self.k + 1)]
-            self._cache_key = key
         return self._cache
 
     def position_log2_probs(self, codes: np.ndarray) -> np.ndarray:

@@ -70,3 +70,16 @@ def test_fit_counts_once_at_the_top_order_and_matches_per_order_counting():
                     ref[j] += np.bincount(idx[ok], minlength=4 ** (j + 1)).reshape(-1, 4)
         got = MarkovModel(k).fit(seqs).counts
         assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True)), k
+
+
+def test_position_log_probs_follow_refits():
+    from bioseq.eval.markov import MarkovModel
+
+    rng = np.random.default_rng(1)
+    m = MarkovModel(2).fit([rng.integers(0, 4, 500).astype(np.uint8)])
+    w = rng.integers(0, 4, 30).astype(np.uint8)
+    before = m.position_log2_probs(w)
+    m.fit([np.zeros(500, np.uint8)])  # many more A's: the cached tables must not survive
+    after = m.position_log2_probs(w)
+    assert not np.allclose(before[1:], after[1:])
+    assert -np.nansum(after) == pytest.approx(m.window_bits(w[None])[0])
