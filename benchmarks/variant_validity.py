@@ -112,7 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markov-window", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/variant_validity"))
+    ap.add_argument("--from-json", help="only rewrite the report from a result JSON of an earlier run")
     args = ap.parse_args(argv)
+    if args.from_json:
+        write_report(json.loads(Path(args.from_json).read_text()), Path(args.from_json))
+        return
 
     ref = read_reference(args.genome)
     contig, codes = next(iter(ref.items()))
@@ -151,29 +155,48 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    write_report(result, out)
 
+
+def auroc_se(a: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of an AUROC."""
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return float(np.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)))
+
+
+def write_report(result: dict, out: Path) -> None:
+    """``<out>.md`` from the result dictionary (also: ``--from-json`` rewrites it from the JSON)."""
+    rows, markov = result["models"], result["markov"]
+    best = next(r for r in markov if r["name"] == result["best_markov"])
+    n_stop, n_syn = result["sampled"]["stop"], result["sampled"]["syn"]
+    se = lambda r: auroc_se(r["auroc"], n_syn, n_stop)  # noqa: E731
     lines = [
         "# Zero-shot variant scores: stop-gained vs synonymous SNVs in E. coli genes",
         "",
-        f"Genome {result['genome']}: {n_orfs} open reading frames of >= {args.min_codons} codons (both strands). "
-        f"Candidates: {len(stop):,} stop-gained and {len(syn):,} synonymous SNVs (start and stop codons excluded); "
-        f"{len(stop_s):,} of each sampled (seed {args.seed}). Score: log P(ALT) - log P(REF) in nats, both strands "
-        f"averaged (`bioseq.eval.zeroshot.variant_scores`, as `bioseq score variants`). AUROC = P(synonymous scores "
-        f"above stop-gained); 0.5 is chance. Markov chains fitted on {', '.join(map(str, result['markov_fitted_on']))} "
-        "(both strands) and scored the same way (log P summed from the variant to the window's end).",
+        f"Genome {result['genome']}: {result['orfs']} open reading frames of >= {result['min_codons']} codons (both "
+        f"strands). Candidates: {result['candidates']['stop']:,} stop-gained and {result['candidates']['syn']:,} "
+        f"synonymous SNVs (start and stop codons excluded); {n_stop:,} of each sampled (seed {result['seed']}). Score: "
+        "log P(ALT) - log P(REF) in nats, both strands averaged (`bioseq.eval.zeroshot.variant_scores`, as `bioseq "
+        "score variants`). AUROC = P(synonymous scores above stop-gained); 0.5 is chance; +- is the Hanley-McNeil "
+        f"standard error. Markov chains fitted on {', '.join(map(str, result['markov_fitted_on']))} (both strands) and "
+        "scored the same way (log P summed from the variant to the window's end).",
         "",
         "| scorer | kind | AUROC | mean LLR stop-gained | mean LLR synonymous |",
         "|---|---|---:|---:|---:|",
     ]
-    for r in rows + [markov[k] for k in sorted({0, 2, 4, 6, 8, 10, 12} & set(range(len(markov))))] + (
-            [best] if markov.index(best) not in {0, 2, 4, 6, 8, 10, 12} else []):
+    shown = [markov[k] for k in range(len(markov)) if k % 2 == 0 or markov[k] is best]
+    for r in rows + shown:
         tag = " (best Markov)" if r is best else ""
-        lines.append(f"| {r['name']}{tag} | {r['kind']} | {r['auroc']:.4f} | {r['mean_llr_stop']:.3f} | {r['mean_llr_syn']:.3f} |")
+        lines.append(f"| {r['name']}{tag} | {r['kind']} | {r['auroc']:.4f} +- {se(r):.4f} | {r['mean_llr_stop']:.3f} | "
+                     f"{r['mean_llr_syn']:.3f} |")
     lines.append("")
     for r in rows:
-        verdict = "beats" if r["auroc"] > best["auroc"] else "does not beat"
-        lines.append(f"- {r['name']}: AUROC {r['auroc']:.4f} {verdict} the best Markov chain "
-                     f"({best['name']}, {best['auroc']:.4f}); {r['seconds']} s for {len(stop_s) + len(syn_s)} variants.")
+        diff, noise = r["auroc"] - best["auroc"], 2 * np.hypot(se(r), se(best))
+        verdict = "above" if diff > noise else "below" if diff < -noise else "within noise (2 SE) of"
+        lines.append(f"- {r['name']}: AUROC {r['auroc']:.4f}, {verdict} the best Markov chain ({best['name']}, "
+                     f"{best['auroc']:.4f}; difference {diff:+.4f}, 2 SE = {noise:.4f}); {r['seconds']} s for "
+                     f"{n_stop + n_syn} variants.")
+    lines += result.get("notes", [])
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
