@@ -48,8 +48,11 @@ def command(
     _check_paths(index, [reads, reads2], out, encoder)
     try:
         params = AlignParams(top_k=top_k, mode=mode, max_align=max_align, min_score=min_score, min_len=min_len,
-    from bioseq.align.index import index_encoder, load_index
-    from bioseq.align.index import verify_index as verify
+                             max_insert=max_insert, secondary=secondary, reseed=reseed)
+        idx = _open_index(load_index, index)
+        enc = index_encoder(idx, encoder, threads=threads)
+        if verify_index and (problems := verify(index, enc)):
+            raise InputError("; ".join(problems))
         cl = "bioseq align " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a != "align") if sys.argv else "bioseq align"
         stats = align_files(Aligner(idx, enc, params), [reads] + ([reads2] if reads2 else []), out, threads,
                             batch_size, command_line=cl.replace("\t", " "), progress=verbosity > 0)
