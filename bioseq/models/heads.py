@@ -157,6 +157,7 @@ class PreTrainedModel(nn.Module):
             bad = [k for k in missing if k.startswith("backbone.")]
             if bad:
                 raise ValueError(f"{directory}: checkpoint lacks backbone weights {bad[:5]}")
+        model.source_dir = directory  # where it came from (a shipped name resolves to a folder)
         return model
 
 
