@@ -159,6 +159,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--dfm-only", action="store_true", help="train and score only Dirichlet FM (with and without CFG)")
     ap.add_argument("--save-models", type=Path, default=None, help="also save the trained models here")
+    ap.add_argument("--no-cg", action="store_true", help="skip the noisy classifier and classifier guidance")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -182,17 +183,25 @@ def main() -> None:
     dfm = FlowModel(path, DilatedCNN(**cnn), seq_len=L, class_names=names)
     timings["dfm"] = train_flow(dfm, ids[tr], labels[tr], cfg_dropout=0.2, **budget)["seconds"]
     print(f"Dirichlet FM trained ({timings['dfm']:.0f}s, {dfm.denoiser.num_parameters()} parameters)", flush=True)
+
+    def keep(name: str, m: FlowModel) -> None:  # saved as soon as trained: a cut-short run keeps them
+        if args.save_models:
+            m.save_pretrained(args.save_models / name)
+
+    keep("dfm", dfm)
     lin = noisy = lm = student = None
     if not args.dfm_only:  # the baselines
         torch.manual_seed(args.seed)
         lin = FlowModel(LinearPath(K=4), DilatedCNN(**cnn), seq_len=L, class_names=names)
         timings["linear"] = train_flow(lin, ids[tr], labels[tr], cfg_dropout=0.2, **budget)["seconds"]
         print(f"linear FM trained ({timings['linear']:.0f}s)", flush=True)
-        torch.manual_seed(args.seed)
-        noisy = NoisyClassifier(K=4, d=32, num_labels=C)
-        timings["noisy_classifier"] = train_noisy_classifier(noisy, path, ids[tr], labels[tr], **budget)["seconds"]
-        noisy.eval()
-        print(f"noisy classifier trained ({timings['noisy_classifier']:.0f}s)", flush=True)
+        keep("linear", lin)
+        if not args.no_cg:
+            torch.manual_seed(args.seed)
+            noisy = NoisyClassifier(K=4, d=32, num_labels=C)
+            timings["noisy_classifier"] = train_noisy_classifier(noisy, path, ids[tr], labels[tr], **budget)["seconds"]
+            noisy.eval()
+            print(f"noisy classifier trained ({timings['noisy_classifier']:.0f}s)", flush=True)
         lm = build_ar(C, args.ar_d)
         # equal training time: as many steps as fit in the Dirichlet FM's training seconds
         r = train_ar(lm, ids[tr], labels[tr], 100 * args.train_steps, args.batch_size, 1e-3, args.seed, max_seconds=timings["dfm"])
@@ -207,10 +216,7 @@ def main() -> None:
         distill(student, x0, targets, pair_cls, **budget)
         timings["distill"] = time.time() - t0
         print(f"one-step student distilled ({timings['distill']:.0f}s incl. {args.distill_pairs} teacher samples)", flush=True)
-    if args.save_models:
-        for name, m in (("dfm", dfm), ("linear", lin), ("distilled", student)):
-            if m is not None:
-                m.save_pretrained(args.save_models / name)
+        keep("distilled", student)
 
     def gen(method: str, c: int, n: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
@@ -222,6 +228,8 @@ def main() -> None:
             return sample(dfm, n, cls=c, steps=args.steps, guidance=Guidance(args.cg_scale, classifier=noisy), generator=g)
         if method == "linear FM":
             return sample(lin, n, cls=c, steps=args.steps, generator=g)
+        if method == f"linear FM + CFG (w={args.cfg_scale:g})":
+            return sample(lin, n, cls=c, steps=args.steps, guidance=Guidance(args.cfg_scale), generator=g)
         if method == "distilled one-step":
             return sample(student, n, cls=c, generator=g)
         if method == "autoregressive LM":
@@ -229,9 +237,11 @@ def main() -> None:
         raise KeyError(method)
 
     methods = ["Dirichlet FM", f"Dirichlet FM + CFG (w={args.cfg_scale:g})", f"Dirichlet FM + classifier guidance (w={args.cg_scale:g})",
-               "linear FM", "distilled one-step", "autoregressive LM"]
+               "linear FM", f"linear FM + CFG (w={args.cfg_scale:g})", "distilled one-step", "autoregressive LM"]
     if args.dfm_only:
         methods = methods[:2]
+    elif args.no_cg:
+        methods.pop(2)
 
     def embed(x):
         with torch.no_grad():
@@ -296,7 +306,7 @@ def main() -> None:
         "eval_classifier_accuracy": acc, "train_seconds": timings, "ar_steps": None if args.dfm_only else ar_steps, "rows": rows, "speed": speed,
         "params": {"dfm_cnn": dfm.denoiser.num_parameters()} if args.dfm_only else {
             "dfm_cnn": dfm.denoiser.num_parameters(), "ar_lm": sum(p.numel() for p in lm.parameters()),
-            "noisy_classifier": noisy.num_parameters()},
+            "noisy_classifier": noisy.num_parameters() if noisy is not None else 0},
         "load_average": os.getloadavg(), "wall_seconds": time.time() - t_start,
     }
     (args.out / "splice.json").write_text(json.dumps(result, indent=2) + "\n")

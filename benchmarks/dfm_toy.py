@@ -37,7 +37,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bioseq.design import DilatedCNN, DirichletPath, FlowModel, LinearPath, default_schedule, sample, train_flow
+from bioseq.design import (
+    DilatedCNN,
+    DirichletPath,
+    FlowModel,
+    LinearPath,
+    default_schedule,
+    sample,
+    train_flow,
+)
 
 OUT = Path(__file__).resolve().parent / "results" / "dfm"
 
@@ -147,9 +155,9 @@ def main() -> None:
     if res["args"] != meta:
         raise SystemExit(f"{store} holds runs with other settings {res['args']}; use another --out")
     done = {(r["setting"], r["K"], r["seed"]) for r in res["rows"]}
-    for setting in args.settings:
-        for K in args.K:
-            for seed in args.seeds:
+    for seed in args.seeds:  # a whole first seed of both settings before the second
+        for setting in args.settings:
+            for K in args.K:
                 if (setting, K, seed) in done:
                     continue
                 t0 = time.time()
@@ -158,6 +166,7 @@ def main() -> None:
                 tmp = store.with_suffix(".json.tmp")
                 tmp.write_text(json.dumps(res, indent=2) + "\n")
                 tmp.replace(store)
+                write_report(res, args.out)
                 print(f"{setting:8s} K={K:4d} seed {seed}  floor {row['floor']:.5f}  dirichlet {row['dirichlet']:.5f} "
                       f"({row['dirichlet'] / row['floor']:.1f}x)  linear {row['linear']:.5f} ({row['linear'] / row['floor']:.1f}x)  "
                       f"exact {row.get('dirichlet_exact', math.nan):.5f} / {row.get('linear_exact', math.nan):.5f}  {time.time() - t0:.0f}s", flush=True)

@@ -82,10 +82,16 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         raise SystemExit(f"{argv[0]}: model.path must be dirichlet or linear, got {mc['path']!r}")
     torch.manual_seed(tc["seed"])
-    den = build_denoiser({**mc["denoiser"], "K": K, "num_classes": len(names)})
+    den_cfg = {**mc["denoiser"], "K": K, "num_classes": len(names)}
+    if mc.get("position_embedding") and den_cfg.get("arch") == "cnn":
+        den_cfg["seq_len"] = L  # splice windows are aligned on the junction: absolute position is signal
+    den = build_denoiser(den_cfg)
     model = FlowModel(path, den, seq_len=L, class_names=names, decode=mc["decode"] or decode)
 
-    fit = dict(batch_size=tc["batch_size"], lr=tc["lr"], seed=tc["seed"], max_seconds=tc["max_seconds"], log_every=tc["log_every"])
+    # every stage: cosine decay to lr * min_lr_ratio at its last step (or when max_seconds runs out)
+    # and the EMA of the weights is what gets saved; the constant-rate last iterate was far worse
+    fit = dict(batch_size=tc["batch_size"], lr=tc["lr"], seed=tc["seed"], max_seconds=tc["max_seconds"], log_every=tc["log_every"],
+               min_lr_ratio=tc["min_lr_ratio"], warmup=tc["warmup"], ema_decay=tc["ema_decay"])
     t0 = time.time()
     res = train_flow(model, ids[tr], labels[tr], steps=tc["steps"], cfg_dropout=tc["cfg_dropout"], **fit)
     metrics = {

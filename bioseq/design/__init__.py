@@ -28,7 +28,15 @@ from bioseq.design.paths import (
     simplex_project,
 )
 from bioseq.design.sampler import Guidance, sample
-from bioseq.design.train import EMA, cosine_lr, distill, fit, teacher_pairs, train_flow, train_noisy_classifier
+from bioseq.design.train import (
+    EMA,
+    cosine_lr,
+    distill,
+    fit,
+    teacher_pairs,
+    train_flow,
+    train_noisy_classifier,
+)
 
 __all__ = [
     "EMA", "BackboneDenoiser", "DilatedCNN", "DirichletPath", "FlowModel", "Guidance", "LinearPath", "MLPDenoiser",
