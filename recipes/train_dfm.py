@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     res = train_flow(model, ids[tr], labels[tr], steps=tc["steps"], cfg_dropout=tc["cfg_dropout"], **fit)
     metrics = {
         "steps": res["steps"], "train_seconds": res["seconds"], "parameters": den.num_parameters(),
+        "lr_first": res["lrs"][0], "lr_last": res["lrs"][-1], "ema": res["ema"],
         "train_loss_last100": sum(res["losses"][-100:]) / len(res["losses"][-100:]),
         "heldout_loss": heldout_loss(model, ids[ho], labels[ho], seed=tc["seed"]),
         "n_train": len(tr), "n_heldout": len(ho), "classes": names,
