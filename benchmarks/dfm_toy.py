@@ -112,7 +112,7 @@ def one_run(setting: str, K: int, seed: int, args) -> dict:
         path, decode = build_path(setting, method, K, args.c_table)
         row[f"{method}_t_max"], row["decode_" + method] = path.t_max, decode
         torch.manual_seed(seed)
-        model = FlowModel(path, DilatedCNN(K=K, d=args.d, features="expanded"), seq_len=L, alphabet=alphabet, decode=decode)
+        model = FlowModel(path, DilatedCNN(K=K, d=args.d, features=args.features), seq_len=L, alphabet=alphabet, decode=decode)
         fit = train_flow(model, draw, steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, seed=seed, log_every=0,
                          ema_decay=None if args.no_ema else 0.999, min_lr_ratio=1.0 if args.constant_lr else 0.01)
         t0 = time.time()
@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--d", type=int, default=32, help="CNN width")
+    ap.add_argument("--features", default="expanded", choices=["expanded", "log"], help="CNN input features (ablation: log)")
     ap.add_argument("--n-samples", type=int, default=10_000)
     ap.add_argument("--sample-batch", type=int, default=5000)
     ap.add_argument("--steps", type=int, default=19, help="Euler steps for both methods")
@@ -152,6 +153,8 @@ def main() -> None:
     meta = {k: v for k, v in vars(args).items() if k not in ("out", "settings", "K", "seeds", "exact_seeds")}
     store = args.out / "toy.json"
     res = json.loads(store.read_text()) if store.exists() else {"args": meta, "rows": []}
+    defaults = vars(ap.parse_args([]))
+    res["args"] = {**{k: defaults[k] for k in meta if k not in res["args"]}, **res["args"]}  # options added later
     if res["args"] != meta:
         raise SystemExit(f"{store} holds runs with other settings {res['args']}; use another --out")
     done = {(r["setting"], r["K"], r["seed"]) for r in res["rows"]}
@@ -199,7 +202,7 @@ def write_report(res: dict, out: Path) -> None:
                 f"| {K} | {fl:.5f} | {di:.5f} ({per_d}) | {di / fl:.2f} | {li:.5f} ({per_l}) | {li / fl:.2f} | "
                 f"{_mean(rk, 'dirichlet_exact'):.5f} / {_mean(rk, 'linear_exact'):.5f} | {rk[0]['dirichlet_t_max']:g}, {rk[0]['decode_dirichlet']} |")
         lines.append("")
-    lines.append(f"Per run: dilated CNN d={a['d']} on the expanded simplex input, {a['train_steps']} steps x batch {a['batch_size']} "
+    lines.append(f"Per run: dilated CNN d={a['d']} on the {'expanded simplex' if a['features'] == 'expanded' else '[x, log x]'} input, {a['train_steps']} steps x batch {a['batch_size']} "
                  f"of fresh samples, lr {a['lr']:g} with {'no decay' if a['constant_lr'] else 'cosine decay to 1%'}"
                  f"{'' if a['no_ema'] else ' and EMA 0.999'}; {a['n_samples']:,} designs, {a['steps']} Euler steps; "
                  f"KL averaged over the {a['seq_len']} positions; floor = KL of as many exact draws; values are means over seeds.")

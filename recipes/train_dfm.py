@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     t_max, decode = default_schedule(K)
     mc = cfg["model"]
     if mc["path"] == "dirichlet":
-        path = DirichletPath(K=K, t_max=float(mc["t_max"] or t_max))
+        path = DirichletPath(K=K, t_max=float(mc["t_max"] or t_max), time_scale=float(mc.get("time_scale") or 0.0))
     elif mc["path"] == "linear":
         path = LinearPath(K=K)
     else:

@@ -162,3 +162,14 @@ def test_interpolated_c_matches_exact():
     x = p.prior((3, 5), generator=torch.Generator().manual_seed(0))
     probs = torch.softmax(torch.randn(3, 5, 20, dtype=torch.float64), -1)
     torch.testing.assert_close(p.velocity(x, probs, 3.0), DirichletPath(K=20).velocity(x, probs, 3.0), atol=1e-6, rtol=1e-4)
+
+
+def test_training_time_distributions():
+    """Uniform on [0, t_max] by default; ``time_scale`` draws the paper's ``alpha - 1 = s Exp(1)``."""
+    g = torch.Generator().manual_seed(0)
+    t = DirichletPath(K=4, t_max=8.0).sample_time(20_000, generator=g)
+    assert 0 <= float(t.min()) and float(t.max()) <= 8.0 and abs(float(t.mean()) - 4.0) < 0.1
+    p = DirichletPath(K=4, t_max=8.0, time_scale=2.0)
+    t = p.sample_time(20_000, generator=g)
+    assert abs(float(t.mean()) - 2.0) < 0.1 and abs(float((t < 2.0).float().mean()) - (1 - math.exp(-1))) < 0.02
+    assert build_path(p.to_dict()) == p
