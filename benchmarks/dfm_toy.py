@@ -88,11 +88,11 @@ class ExactPosterior(nn.Module):
         return self.log_pi + torch.where(x >= s - 1e-9, 0.0, -1e4)
 
 
-def build_path(setting: str, method: str, K: int, c_table: int):
+def build_path(setting: str, method: str, K: int, c_table: int, time_scale: float = 0.0):
     if method == "linear":
         return LinearPath(K=K), "argmax"
     if setting == "uniform":
-        return DirichletPath(K=K, t_max=7.0, c_table=c_table), "argmax"
+        return DirichletPath(K=K, t_max=7.0, c_table=c_table, time_scale=time_scale), "argmax"
     t_max, decode = default_schedule(K)
     return DirichletPath(K=K, t_max=t_max, c_table=c_table), decode
 
@@ -109,7 +109,7 @@ def one_run(setting: str, K: int, seed: int, args) -> dict:
         return torch.multinomial(target, b, replacement=True).T  # (b, L)
 
     for method in ("dirichlet", "linear"):
-        path, decode = build_path(setting, method, K, args.c_table)
+        path, decode = build_path(setting, method, K, args.c_table, args.time_scale)
         row[f"{method}_t_max"], row["decode_" + method] = path.t_max, decode
         torch.manual_seed(seed)
         model = FlowModel(path, DilatedCNN(K=K, d=args.d, features=args.features), seq_len=L, alphabet=alphabet, decode=decode)
@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--d", type=int, default=32, help="CNN width")
     ap.add_argument("--features", default="expanded", choices=["expanded", "log"], help="CNN input features (ablation: log)")
+    ap.add_argument("--time-scale", type=float, default=0.0,
+                    help="uniform setting: Dirichlet training times s * Exp(1), the paper's (0: uniform on [0, 7])")
     ap.add_argument("--n-samples", type=int, default=10_000)
     ap.add_argument("--sample-batch", type=int, default=5000)
     ap.add_argument("--steps", type=int, default=19, help="Euler steps for both methods")
