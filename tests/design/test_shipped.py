@@ -17,7 +17,7 @@ def test_list_models_names_the_shipped_splice_model():
     r = CliRunner().invoke(app, ["design", "--list-models"])
     assert r.exit_code == 0 and r.output.splitlines()[0].startswith("splice\t")
     card = (ASSETS / "splice" / "README.md").read_text()
-    assert "GT" in card and "uci_splice_junction" in card
+    assert "GT" in card and "splice_uci" in card and "2,000 AdamW steps" in card  # data, steps, metrics
     cfg = json.loads((ASSETS / "splice" / "config.json").read_text())
     assert cfg["class_names"] == ["EI", "IE", "N"] and cfg["seq_len"] == 60
     size = sum(p.stat().st_size for p in (ASSETS / "splice").iterdir())
