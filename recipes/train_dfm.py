@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     # every stage: cosine decay to lr * min_lr_ratio at its last step (or when max_seconds runs out)
     # and the EMA of the weights is what gets saved; the constant-rate last iterate was far worse
     fit = dict(batch_size=tc["batch_size"], lr=tc["lr"], seed=tc["seed"], max_seconds=tc["max_seconds"], log_every=tc["log_every"],
-               min_lr_ratio=tc["min_lr_ratio"], warmup=tc["warmup"], ema_decay=tc["ema_decay"])
+               min_lr_ratio=tc["min_lr_ratio"], warmup=tc["warmup"], ema_decay=tc["ema_decay"],
+               mixed_precision=tc.get("mixed_precision", "auto"))
     t0 = time.time()
     res = train_flow(model, ids[tr], labels[tr], steps=tc["steps"], cfg_dropout=tc["cfg_dropout"], **fit)
     metrics = {

@@ -30,6 +30,7 @@ from bioseq.design.denoisers import NoisyClassifier
 from bioseq.design.model import FlowModel
 from bioseq.design.paths import DirichletPath
 from bioseq.design.sampler import Guidance, sample
+from bioseq.utils.precision import autocast, resolve_mixed_precision
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def fit(
     module: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor], n: int, steps: int, batch_size: int,
     lr: float, seed: int, max_seconds: float | None, log_every: int, name: str,
     min_lr_ratio: float = 0.01, warmup: int | None = None, ema_decay: float | None = 0.999,
+    mixed_precision: str = "auto",
 ) -> dict:
     """Minimise ``loss_fn(batch indices)`` over ``module``'s parameters: AdamW with warm-up + cosine
     decay to ``lr * min_lr_ratio`` and an :class:`EMA` of the weights copied into ``module`` at the
@@ -102,6 +104,8 @@ def fit(
         max_seconds: stop after this much training time; the decay then follows the elapsed
             fraction of it whenever that is ahead of the step fraction.
         warmup: linear warm-up steps (default ``min(100, steps // 10)``).
+        mixed_precision: ``auto`` (bf16 autocast where the hardware multiplies bf16 natively),
+            ``bf16`` or ``no`` (:mod:`bioseq.utils.precision`); weights, EMA and loss stay fp32.
 
     Returns ``{"steps", "seconds", "losses", "lrs", "ema"}``; ``lrs`` is the rate of every step."""
     torch.manual_seed(seed)
@@ -109,12 +113,15 @@ def fit(
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0)
     ema = EMA(module, ema_decay) if ema_decay is not None else None
     losses, lrs, t0, done = [], [], time.time(), 0
+    device = next(module.parameters()).device
+    precision = resolve_mixed_precision(mixed_precision, device)
     for i, idx in enumerate(_batches(n, batch_size, steps, seed)):
         progress = (time.time() - t0) / max_seconds if max_seconds else 0.0
         rate = cosine_lr(i, steps, lr, lr * min_lr_ratio, warmup, progress)
         for group in opt.param_groups:
             group["lr"] = rate
-        loss = loss_fn(idx)
+        with autocast(device, precision):
+            loss = loss_fn(idx).float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -141,7 +148,7 @@ def train_flow(
 
     ``ids`` may also be a function ``batch_size -> (batch_size, L)`` ids that draws a fresh batch
     from a known distribution at every step (unconditional only). ``schedule``: ``min_lr_ratio``,
-    ``warmup``, ``ema_decay`` of :func:`fit`."""
+    ``warmup``, ``ema_decay``, ``mixed_precision`` of :func:`fit`."""
     model.train()
     fresh = callable(ids)
     if fresh and labels is not None:
