@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--compile-sizes", nargs="*", help="measure bf16+compile only for these sizes (compiling "
+                    "the recurrent backbones' Python loops takes many minutes); default: every size")
     ap.add_argument("--no-throughput", action="store_true")
     ap.add_argument("--no-quality", action="store_true")
     ap.add_argument("--quality-backbones", nargs="*", default=["transformer", "hyena", "mamba"])
@@ -149,7 +151,8 @@ def main() -> None:
     if not args.no_throughput:
         for size in args.sizes:
             load = os.getloadavg()[0]
-            r = measure(size, args.modes, args.batch, args.length, args.steps, args.rounds, args.device)
+            modes = [m for m in args.modes if m != "bf16+compile" or args.compile_sizes is None or size in args.compile_sizes]
+            r = measure(size, modes, args.batch, args.length, args.steps, args.rounds, args.device)
             r["load"] = [load, os.getloadavg()[0]]
             results["throughput"].append(r)
             cells = ", ".join(f"{m} {r[m]['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in r.get(m, {}) else f"{m} failed"
