@@ -46,6 +46,7 @@ from bioseq.design import (
     LinearPath,
     NoisyClassifier,
     distill,
+    fit,
     sample,
     teacher_pairs,
     train_flow,
@@ -112,20 +113,16 @@ def build_ar(n_classes: int, d_model: int):
     return CausalLM(build_backbone("transformer-tiny", vocab_size=12 + n_classes, pad_token_id=4, d_model=d_model, n_head=4))
 
 
-def train_ar(lm, ids, labels, steps, batch_size, lr, seed):
+def train_ar(lm, ids, labels, steps, batch_size, lr, seed, max_seconds=None):
+    """Next-token training with the same schedule and weight averaging as the flow models
+    (:func:`bioseq.design.fit`); ``max_seconds`` gives it the flow model's training time."""
     seqs = torch.cat([(12 + labels)[:, None], ACGT_IDS[ids]], 1)  # (N, 1 + L): class token, bases
-    opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     lm.train()
-    t0 = time.time()
-    for _ in range(steps):
-        idx = torch.randint(0, len(seqs), (batch_size,), generator=g)
-        loss = lm(seqs[idx], labels=seqs[idx]).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return time.time() - t0
+
+    def loss_fn(idx):
+        return lm(seqs[idx], labels=seqs[idx]).loss
+
+    return fit(lm, loss_fn, len(seqs), steps, batch_size, lr, seed, max_seconds, 0, "ar")
 
 
 @torch.no_grad()
@@ -146,8 +143,11 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=1500)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--d", type=int, default=64, help="CNN denoiser width")
-    ap.add_argument("--ar-d", type=int, default=96, help="width of the autoregressive transformer (2 layers)")
+    ap.add_argument("--d", type=int, default=32, help="CNN denoiser width")
+    ap.add_argument("--no-pos-emb", action="store_true", help="no position embedding in the CNN denoisers")
+    ap.add_argument("--features", default="expanded", choices=["expanded", "log"], help="CNN input features")
+    ap.add_argument("--time-scale", type=float, default=2.0, help="Dirichlet training times t = s * Exp(1) (0: uniform on [0, 8])")
+    ap.add_argument("--ar-d", type=int, default=48, help="width of the autoregressive transformer (2 layers)")
     ap.add_argument("--n-per-class", type=int, default=300)
     ap.add_argument("--steps", type=int, default=100, help="Euler steps for the flow models")
     ap.add_argument("--cfg-scale", type=float, default=3.0)
@@ -161,6 +161,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--dfm-only", action="store_true", help="train and score only Dirichlet FM (with and without CFG)")
     ap.add_argument("--save-models", type=Path, default=None, help="also save the trained models here")
+    ap.add_argument("--no-cg", action="store_true", help="skip the noisy classifier and classifier guidance")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -178,38 +179,46 @@ def main() -> None:
 
     budget = dict(steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, log_every=0)
     timings: dict[str, float] = {}
-    path = DirichletPath(K=4, t_max=8.0)
+    path = DirichletPath(K=4, t_max=8.0, time_scale=args.time_scale)
     torch.manual_seed(args.seed)
-    dfm = FlowModel(path, DilatedCNN(K=4, d=args.d, num_classes=C), seq_len=L, class_names=names)
+    cnn = dict(K=4, d=args.d, num_classes=C, seq_len=0 if args.no_pos_emb else L, features=args.features)
+    dfm = FlowModel(path, DilatedCNN(**cnn), seq_len=L, class_names=names)
     timings["dfm"] = train_flow(dfm, ids[tr], labels[tr], cfg_dropout=0.2, **budget)["seconds"]
     print(f"Dirichlet FM trained ({timings['dfm']:.0f}s, {dfm.denoiser.num_parameters()} parameters)", flush=True)
+
+    def keep(name: str, m: FlowModel) -> None:  # saved as soon as trained: a cut-short run keeps them
+        if args.save_models:
+            m.save_pretrained(args.save_models / name)
+
+    keep("dfm", dfm)
     lin = noisy = lm = student = None
     if not args.dfm_only:  # the baselines
         torch.manual_seed(args.seed)
-        lin = FlowModel(LinearPath(K=4), DilatedCNN(K=4, d=args.d, num_classes=C), seq_len=L, class_names=names)
+        lin = FlowModel(LinearPath(K=4), DilatedCNN(**cnn), seq_len=L, class_names=names)
         timings["linear"] = train_flow(lin, ids[tr], labels[tr], cfg_dropout=0.2, **budget)["seconds"]
         print(f"linear FM trained ({timings['linear']:.0f}s)", flush=True)
-        torch.manual_seed(args.seed)
-        noisy = NoisyClassifier(K=4, d=32, num_labels=C)
-        timings["noisy_classifier"] = train_noisy_classifier(noisy, path, ids[tr], labels[tr], **budget)["seconds"]
-        noisy.eval()
-        print(f"noisy classifier trained ({timings['noisy_classifier']:.0f}s)", flush=True)
+        keep("linear", lin)
+        if not args.no_cg:
+            torch.manual_seed(args.seed)
+            noisy = NoisyClassifier(K=4, d=32, num_labels=C)
+            timings["noisy_classifier"] = train_noisy_classifier(noisy, path, ids[tr], labels[tr], **budget)["seconds"]
+            noisy.eval()
+            print(f"noisy classifier trained ({timings['noisy_classifier']:.0f}s)", flush=True)
         lm = build_ar(C, args.ar_d)
-        timings["ar"] = train_ar(lm, ids[tr], labels[tr], args.train_steps, args.batch_size, 1e-3, args.seed)
-        print(f"autoregressive LM trained ({timings['ar']:.0f}s, {sum(p.numel() for p in lm.parameters())} parameters)", flush=True)
+        # equal training time: as many steps as fit in the Dirichlet FM's training seconds
+        r = train_ar(lm, ids[tr], labels[tr], 100 * args.train_steps, args.batch_size, 1e-3, args.seed, max_seconds=timings["dfm"])
+        timings["ar"], ar_steps = r["seconds"], r["steps"]
+        print(f"autoregressive LM trained ({timings['ar']:.0f}s, {ar_steps} steps, {sum(p.numel() for p in lm.parameters())} parameters)", flush=True)
         # distillation: teacher ODE outputs (unguided Dirichlet FM) from recorded noise
         t0 = time.time()
         pair_cls = torch.arange(args.distill_pairs) % C
         x0, targets = teacher_pairs(dfm, args.distill_pairs, pair_cls, steps=args.teacher_steps, seed=args.seed + 5)
         torch.manual_seed(args.seed)
-        student = FlowModel(path, DilatedCNN(K=4, d=args.d, num_classes=C), seq_len=L, class_names=names, kind="distilled")
+        student = FlowModel(path, DilatedCNN(**cnn), seq_len=L, class_names=names, kind="distilled")
         distill(student, x0, targets, pair_cls, **budget)
         timings["distill"] = time.time() - t0
         print(f"one-step student distilled ({timings['distill']:.0f}s incl. {args.distill_pairs} teacher samples)", flush=True)
-    if args.save_models:
-        for name, m in (("dfm", dfm), ("linear", lin), ("distilled", student)):
-            if m is not None:
-                m.save_pretrained(args.save_models / name)
+        keep("distilled", student)
 
     def gen(method: str, c: int, n: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
@@ -221,6 +230,8 @@ def main() -> None:
             return sample(dfm, n, cls=c, steps=args.steps, guidance=Guidance(args.cg_scale, classifier=noisy), generator=g)
         if method == "linear FM":
             return sample(lin, n, cls=c, steps=args.steps, generator=g)
+        if method == f"linear FM + CFG (w={args.cfg_scale:g})":
+            return sample(lin, n, cls=c, steps=args.steps, guidance=Guidance(args.cfg_scale), generator=g)
         if method == "distilled one-step":
             return sample(student, n, cls=c, generator=g)
         if method == "autoregressive LM":
@@ -228,9 +239,11 @@ def main() -> None:
         raise KeyError(method)
 
     methods = ["Dirichlet FM", f"Dirichlet FM + CFG (w={args.cfg_scale:g})", f"Dirichlet FM + classifier guidance (w={args.cg_scale:g})",
-               "linear FM", "distilled one-step", "autoregressive LM"]
+               "linear FM", f"linear FM + CFG (w={args.cfg_scale:g})", "distilled one-step", "autoregressive LM"]
     if args.dfm_only:
         methods = methods[:2]
+    elif args.no_cg:
+        methods.pop(2)
 
     def embed(x):
         with torch.no_grad():
@@ -257,6 +270,15 @@ def main() -> None:
         pick = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(c))[: args.n_per_class]]
         real[names[c]] = score(pick, c)
     rows.append({"method": "real (training sequences)", "per_class": real, "seconds": 0.0})
+    # the FBD ceiling: the same real sequences with their bases shuffled (composition kept, signals gone)
+    g = torch.Generator().manual_seed(args.seed)
+    shuffled = {}
+    for c in range(C):
+        pool = ids[tr][labels[tr] == c]
+        pick = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(c))[: args.n_per_class]]
+        perm = torch.argsort(torch.rand(pick.shape, generator=g), dim=1)
+        shuffled[names[c]] = score(pick.gather(1, perm), c)
+    rows.append({"method": "shuffled real (ceiling)", "per_class": shuffled, "seconds": 0.0})
     print(f"{'method':52s} " + "  ".join(f"{n}: class% FD site%" for n in names), flush=True)
     for m in methods:
         t0 = time.time()
@@ -283,10 +305,10 @@ def main() -> None:
     result = {
         "args": {k: v for k, v in vars(args).items() if k not in ("out", "save_models")},
         "data": {"n": len(ids), "train": len(tr), "held_out": len(te), "classes": names},
-        "eval_classifier_accuracy": acc, "train_seconds": timings, "rows": rows, "speed": speed,
+        "eval_classifier_accuracy": acc, "train_seconds": timings, "ar_steps": None if args.dfm_only else ar_steps, "rows": rows, "speed": speed,
         "params": {"dfm_cnn": dfm.denoiser.num_parameters()} if args.dfm_only else {
             "dfm_cnn": dfm.denoiser.num_parameters(), "ar_lm": sum(p.numel() for p in lm.parameters()),
-            "noisy_classifier": noisy.num_parameters()},
+            "noisy_classifier": noisy.num_parameters() if noisy is not None else 0},
         "load_average": os.getloadavg(), "wall_seconds": time.time() - t_start,
     }
     (args.out / "splice.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -295,7 +317,7 @@ def main() -> None:
 
 def write_report(res: dict, out: Path) -> None:
     names = res["data"]["classes"]
-    head = "| method | " + " | ".join(f"{n} class rate | {n} FD" for n in names) + " | EI GT rate | IE AG rate | unique |"
+    head = "| method | " + " | ".join(f"{n} class rate | {n} FBD" for n in names) + " | EI GT rate | IE AG rate | unique |"
     lines = [head, "|" + "---|" * (2 * len(names) + 4)]
     for r in res["rows"]:
         p = r["per_class"]
@@ -324,7 +346,7 @@ def write_report(res: dict, out: Path) -> None:
         axes[0].bar(x + (k - 1) * 0.27, [r["per_class"][n]["class_rate"] for r in res["rows"]], 0.27, label=n)
         axes[1].bar(x + (k - 1) * 0.27, [r["per_class"][n]["fd"] for r in res["rows"]], 0.27, label=n)
     axes[0].set_ylabel("fraction classified as requested")
-    axes[1].set_ylabel("Frechet distance to held-out real")
+    axes[1].set_ylabel("FBD to held-out real")
     for ax in axes:
         ax.set_xticks(x)
         ax.set_xticklabels(methods, rotation=35, ha="right", fontsize=7)

@@ -1,32 +1,47 @@
 """Toy benchmark of Stark et al. (2024), Fig. 2: Dirichlet FM vs linear FM as the alphabet grows.
 
-Sequences of length 4 over K letters; the target draws each position independently from its own
-random categorical distribution (``Dir(1)`` probabilities, fixed by the seed). Both methods train
-the same per-position MLP denoiser with the same budget (steps, batch, learning rate) and sample
-the same number of sequences with the same number of Euler steps. Reported: KL(empirical || target)
-averaged over positions, and the sampling floor, the KL of an exact sample of the same size;
-ratios are against that floor, measured in the same run.
+Sequences of length 4 over K letters, every position drawn independently from its own categorical
+target. Two settings:
 
-    nice -n 10 python benchmarks/dfm_toy.py                       # K = 4 20 40 80 160
-    python benchmarks/dfm_toy.py --K 4 20 --train-steps 200       # quick look
+* ``uniform`` -- the paper's: target ``softmax(U[0, 1))`` per position (near-uniform), a fresh
+  batch drawn from it at every training step, the dilated CNN on the expanded simplex input for
+  both methods, Euler integration over ``alpha`` in ``[1, 8]`` (``t = alpha - 1`` in ``[0, 7]``)
+  with 19 steps, argmax decoding;
+* ``peaked`` -- the project's harder target: ``Dir(1)`` probabilities per position (a few letters
+  carry most of the mass), the path's end time and decoding from
+  :func:`bioseq.design.default_schedule` (``t_max = 2K`` and sampling the final posterior for
+  ``K > 8``), the same network, budget and step count.
 
-Writes ``benchmarks/results/dfm/toy.{json,md,png}``.
+Both methods get the same network, budget (steps x batch, learning rate with cosine decay and an
+EMA of the weights, the training defaults of ``bioseq.design``) and the same number of Euler steps.
+Reported: KL(empirical || target) of the per-position marginals of ``N`` designs, averaged over
+positions; the sampling floor (KL of ``N`` exact draws from the target, about ``(K - 1) / 2N``); and
+"exact": the same sampler with the exact posterior in place of the network, which separates what
+the network gets wrong from what the sampler and decoding cost.
+
+    nice -n 10 python benchmarks/dfm_toy.py                    # the reported sweep (resumable)
+    python benchmarks/dfm_toy.py --K 4 20 --train-steps 100 --n-samples 2000 --seeds 0 --out /tmp/toy
+
+Results are appended to ``toy.json`` after every run (a rerun skips what is there) and
+``toy.{md,png}`` are rewritten from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from bioseq.design import (
+    DilatedCNN,
     DirichletPath,
     FlowModel,
     LinearPath,
-    MLPDenoiser,
     default_schedule,
     sample,
     train_flow,
@@ -43,86 +58,177 @@ def kl_empirical(ids: torch.Tensor, target: torch.Tensor) -> float:
     return float((emp[m] * (emp[m].log() - target.double()[m].log())).sum() / ids.shape[1])
 
 
+def make_target(setting: str, K: int, L: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1000 * seed + K)
+    if setting == "uniform":
+        return torch.softmax(torch.rand(L, K, generator=g, dtype=torch.float64), -1)
+    e = torch.empty(L, K, dtype=torch.float64).exponential_(generator=g)  # Dir(1) = normalised Exp(1)
+    return e / e.sum(-1, keepdim=True)
+
+
+class ExactPosterior(nn.Module):
+    """The Bayes posterior ``p(x1 | x_t)`` of a product-of-categoricals target, as logits.
+
+    Dirichlet path: ``x_t | x1 = e_i ~ Dir(1 + t e_i)``, so ``p_i ~ pi_i x_i^t``. Linear path:
+    ``x_s = (1 - s) x0 + s e_i`` with ``x0 ~ Dir(1)`` (constant density), so ``p_i ~ pi_i`` on the
+    letters with ``x_i >= s`` and 0 elsewhere."""
+
+    def __init__(self, target: torch.Tensor, kind: str) -> None:
+        super().__init__()
+        self.register_buffer("log_pi", target.double().log())  # (L, K)
+        self.kind, self.K, self.num_classes, self.config = kind, target.shape[1], 0, {"arch": "exact"}
+        self.dummy = nn.Parameter(torch.zeros(()))  # the sampler reads the device from a parameter
+
+    def forward(self, x: torch.Tensor, tau: torch.Tensor, cls=None) -> torch.Tensor:
+        x = x.double()
+        if self.kind == "dirichlet":
+            t = torch.expm1(tau.double())[:, None, None]
+            return self.log_pi + t * x.clamp_min(1e-300).log()
+        s = tau.double()[:, None, None]
+        return self.log_pi + torch.where(x >= s - 1e-9, 0.0, -1e4)
+
+
+def build_path(setting: str, method: str, K: int, c_table: int, time_scale: float = 0.0):
+    if method == "linear":
+        return LinearPath(K=K), "argmax"
+    if setting == "uniform":
+        return DirichletPath(K=K, t_max=7.0, c_table=c_table, time_scale=time_scale), "argmax"
+    t_max, decode = default_schedule(K)
+    return DirichletPath(K=K, t_max=t_max, c_table=c_table), decode
+
+
+def one_run(setting: str, K: int, seed: int, args) -> dict:
+    L = args.seq_len
+    target = make_target(setting, K, L, seed)
+    g = torch.Generator().manual_seed(seed)
+    exact = torch.stack([torch.multinomial(target[i], args.n_samples, replacement=True, generator=g) for i in range(L)], 1)
+    row = {"setting": setting, "K": K, "seed": seed, "floor": kl_empirical(exact, target), "floor_formula": (K - 1) / (2 * args.n_samples)}
+    alphabet = "".join(chr(0x100 + i) for i in range(K))
+
+    def draw(b: int) -> torch.Tensor:  # a fresh batch from the target at every step
+        return torch.multinomial(target, b, replacement=True).T  # (b, L)
+
+    for method in ("dirichlet", "linear"):
+        path, decode = build_path(setting, method, K, args.c_table, args.time_scale)
+        row[f"{method}_t_max"], row["decode_" + method] = path.t_max, decode
+        torch.manual_seed(seed)
+        model = FlowModel(path, DilatedCNN(K=K, d=args.d, features=args.features), seq_len=L, alphabet=alphabet, decode=decode)
+        fit = train_flow(model, draw, steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, seed=seed, log_every=0,
+                         ema_decay=None if args.no_ema else 0.999, min_lr_ratio=1.0 if args.constant_lr else 0.01)
+        t0 = time.time()
+        designs = sample(model, args.n_samples, steps=args.steps, batch_size=args.sample_batch, generator=torch.Generator().manual_seed(seed + 1))
+        row[f"{method}_sample_s"], row[f"{method}_train_s"] = time.time() - t0, fit["seconds"]
+        row[method] = kl_empirical(designs, target)
+        row[f"{method}_loss"] = sum(fit["losses"][-100:]) / min(100, len(fit["losses"]))
+        if seed in args.exact_seeds:
+            oracle = FlowModel(path, ExactPosterior(target, path.kind), seq_len=L, alphabet=alphabet, decode=decode)
+            designs = sample(oracle, args.n_samples, steps=args.steps, batch_size=args.sample_batch, generator=torch.Generator().manual_seed(seed + 1))
+            row[f"{method}_exact"] = kl_empirical(designs, target)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--settings", nargs="+", default=["uniform", "peaked"], choices=["uniform", "peaked"])
     ap.add_argument("--K", type=int, nargs="+", default=[4, 20, 40, 80, 160])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--seq-len", type=int, default=4)
-    ap.add_argument("--train-size", type=int, default=100_000)
-    ap.add_argument("--train-steps", type=int, default=1500)
+    ap.add_argument("--train-steps", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--d", type=int, default=128)
-    ap.add_argument("--n-samples", type=int, default=2000)
-    ap.add_argument("--steps", type=int, default=100, help="Euler steps for both methods")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--d", type=int, default=32, help="CNN width")
+    ap.add_argument("--features", default="expanded", choices=["expanded", "log"], help="CNN input features (ablation: log)")
+    ap.add_argument("--time-scale", type=float, default=0.0,
+                    help="uniform setting: Dirichlet training times s * Exp(1), the paper's (0: uniform on [0, 7])")
+    ap.add_argument("--n-samples", type=int, default=10_000)
+    ap.add_argument("--sample-batch", type=int, default=5000)
+    ap.add_argument("--steps", type=int, default=19, help="Euler steps for both methods")
+    ap.add_argument("--c-table", type=int, default=4096, help="interpolated C (0: exact)")
+    ap.add_argument("--exact-seeds", type=int, nargs="*", default=[0], help="seeds that also run the exact posterior")
+    ap.add_argument("--no-ema", action="store_true", help="sample the last iterate (ablation)")
+    ap.add_argument("--constant-lr", action="store_true", help="no decay after warm-up (ablation)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    L = args.seq_len
-    rows = []
-    for K in args.K:
-        torch.manual_seed(args.seed + K)
-        target = torch.distributions.Dirichlet(torch.ones(K)).sample((L,))  # (L, K)
-        g = torch.Generator().manual_seed(args.seed + K)
-        ids = torch.stack([torch.multinomial(target[i], args.train_size, replacement=True, generator=g) for i in range(L)], 1)
-        exact = torch.stack([torch.multinomial(target[i], args.n_samples, replacement=True, generator=g) for i in range(L)], 1)
-        floor = kl_empirical(exact, target)
-        t_max, decode = default_schedule(K)
-        row = {"K": K, "floor": floor, "t_max": t_max, "decode": decode}
-        for name, path in (("dirichlet", DirichletPath(K=K, t_max=t_max)), ("linear", LinearPath(K=K))):
-            torch.manual_seed(args.seed)
-            model = FlowModel(path, MLPDenoiser(K=K, d=args.d, seq_len=L), seq_len=L, alphabet="".join(chr(0x100 + i) for i in range(K)), decode=decode)
-            fit = train_flow(model, ids, steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, log_every=0)
-            t0 = time.time()
-            designs, probs = sample(model, args.n_samples, steps=args.steps, generator=torch.Generator().manual_seed(args.seed + 1), return_probs=True)
-            row[f"{name}_sample_s"] = time.time() - t0
-            row[name] = kl_empirical(designs, target)
-            row[f"{name}_loss"] = sum(fit["losses"][-100:]) / min(100, len(fit["losses"]))
-            row[f"{name}_train_s"] = fit["seconds"]
-            if name == "dirichlet":  # the other decoding of the same final posteriors: why it is chosen by K
-                other = "argmax" if decode == "sample" else "sample"
-                if other == "argmax":
-                    alt = probs.argmax(-1)
-                else:
-                    alt = torch.multinomial(probs.reshape(-1, K).double(), 1, generator=torch.Generator().manual_seed(args.seed + 2)).view(-1, L)
-                row["other_decode"], row["dirichlet_other"] = other, kl_empirical(alt, target)
-        rows.append(row)
-        print(f"K={K:4d}  floor {floor:.4f}  dirichlet {row['dirichlet']:.4f} ({row['dirichlet'] / floor:.1f}x floor)  "
-              f"linear {row['linear']:.4f} ({row['linear'] / floor:.1f}x floor)  linear/dirichlet {row['linear'] / row['dirichlet']:.2f}", flush=True)
-    meta = {k: v for k, v in vars(args).items() if k != "out"}
-    (args.out / "toy.json").write_text(json.dumps({"args": meta, "rows": rows}, indent=2) + "\n")
-    write_report(rows, meta, args.out)
+    meta = {k: v for k, v in vars(args).items() if k not in ("out", "settings", "K", "seeds", "exact_seeds")}
+    store = args.out / "toy.json"
+    res = json.loads(store.read_text()) if store.exists() else {"args": meta, "rows": []}
+    defaults = vars(ap.parse_args([]))
+    res["args"] = {**{k: defaults[k] for k in meta if k not in res["args"]}, **res["args"]}  # options added later
+    if res["args"] != meta:
+        raise SystemExit(f"{store} holds runs with other settings {res['args']}; use another --out")
+    done = {(r["setting"], r["K"], r["seed"]) for r in res["rows"]}
+    for seed in args.seeds:  # a whole first seed of both settings before the second
+        for setting in args.settings:
+            for K in args.K:
+                if (setting, K, seed) in done:
+                    continue
+                t0 = time.time()
+                row = one_run(setting, K, seed, args)
+                res["rows"].append(row)
+                tmp = store.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(res, indent=2) + "\n")
+                tmp.replace(store)
+                write_report(res, args.out)
+                print(f"{setting:8s} K={K:4d} seed {seed}  floor {row['floor']:.5f}  dirichlet {row['dirichlet']:.5f} "
+                      f"({row['dirichlet'] / row['floor']:.1f}x)  linear {row['linear']:.5f} ({row['linear'] / row['floor']:.1f}x)  "
+                      f"exact {row.get('dirichlet_exact', math.nan):.5f} / {row.get('linear_exact', math.nan):.5f}  {time.time() - t0:.0f}s", flush=True)
+    write_report(res, args.out)
 
 
-def write_report(rows: list[dict], meta: dict, out: Path) -> None:
-    lines = [
-        "| K | t_max | decoding | KL Dirichlet FM | KL linear FM | sampling floor | linear / Dirichlet | Dirichlet, other decoding |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['K']} | {r['t_max']:g} | {r['decode']} | {r['dirichlet']:.4f} | {r['linear']:.4f} | {r['floor']:.4f} | "
-                     f"{r['linear'] / r['dirichlet']:.2f} | {r['other_decode']}: {r['dirichlet_other']:.4f} |")
-    lines.append("")
-    lines.append(f"Budget per model: {meta['train_steps']} steps x batch {meta['batch_size']}, MLP d={meta['d']}, "
-                 f"{meta['n_samples']} samples, {meta['steps']} Euler steps, seed {meta['seed']}.")
+def _mean(rows, key):
+    vals = [r[key] for r in rows if key in r]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def write_report(res: dict, out: Path) -> None:
+    a = res["args"]
+    lines = []
+    titles = {"uniform": "near-uniform target softmax(U[0,1)) (the paper's setting), t in [0, 7], argmax",
+              "peaked": "peaked Dir(1) target, t_max and decoding from default_schedule(K)"}
+    for setting in ("uniform", "peaked"):
+        rows = [r for r in res["rows"] if r["setting"] == setting]
+        if not rows:
+            continue
+        lines += [f"### {titles[setting]}", "",
+                  "| K | floor | Dirichlet FM (per seed) | Dirichlet / floor | linear FM (per seed) | linear / floor | "
+                  "exact posterior, Dirichlet / linear | t_max, decoding |", "|---|---|---|---|---|---|---|---|"]
+        for K in sorted({r["K"] for r in rows}):
+            rk = sorted((r for r in rows if r["K"] == K), key=lambda r: r["seed"])
+            fl, di, li = _mean(rk, "floor"), _mean(rk, "dirichlet"), _mean(rk, "linear")
+            per_d = ", ".join(f"{r['dirichlet']:.5f}" for r in rk)
+            per_l = ", ".join(f"{r['linear']:.5f}" for r in rk)
+            lines.append(
+                f"| {K} | {fl:.5f} | {di:.5f} ({per_d}) | {di / fl:.2f} | {li:.5f} ({per_l}) | {li / fl:.2f} | "
+                f"{_mean(rk, 'dirichlet_exact'):.5f} / {_mean(rk, 'linear_exact'):.5f} | {rk[0]['dirichlet_t_max']:g}, {rk[0]['decode_dirichlet']} |")
+        lines.append("")
+    lines.append(f"Per run: dilated CNN d={a['d']} on the {'expanded simplex' if a['features'] == 'expanded' else '[x, log x]'} input, {a['train_steps']} steps x batch {a['batch_size']} "
+                 f"of fresh samples, lr {a['lr']:g} with {'no decay' if a['constant_lr'] else 'cosine decay to 1%'}"
+                 f"{'' if a['no_ema'] else ' and EMA 0.999'}; {a['n_samples']:,} designs, {a['steps']} Euler steps; "
+                 f"KL averaged over the {a['seq_len']} positions; floor = KL of as many exact draws; values are means over seeds.")
     (out / "toy.md").write_text("\n".join(lines) + "\n")
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    Ks = [r["K"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(Ks, [r["dirichlet"] for r in rows], "o-", label="Dirichlet FM")
-    ax.plot(Ks, [r["linear"] for r in rows], "s-", label="linear FM")
-    ax.plot(Ks, [r["floor"] for r in rows], "k--", label="exact sample (floor)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("simplex dimension K")
-    ax.set_ylabel("KL(empirical || target)")
-    ax.legend()
+    settings = [s for s in ("uniform", "peaked") if any(r["setting"] == s for r in res["rows"])]
+    fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 3.8), squeeze=False)
+    for ax, setting in zip(axes[0], settings, strict=True):
+        rows = [r for r in res["rows"] if r["setting"] == setting]
+        Ks = sorted({r["K"] for r in rows})
+        for key, style, label in (("dirichlet", "o-", "Dirichlet FM"), ("linear", "s-", "linear FM"), ("floor", "k--", "sampling floor"),
+                                  ("dirichlet_exact", "C0:", "Dirichlet, exact posterior"), ("linear_exact", "C1:", "linear, exact posterior")):
+            ys = [_mean([r for r in rows if r["K"] == K], key) for K in Ks]
+            if not all(math.isnan(y) for y in ys):
+                ax.plot(Ks, ys, style, label=label, ms=4)
+            if key in ("dirichlet", "linear"):
+                ax.plot([r["K"] for r in rows], [r[key] for r in rows], style[0], color="C0" if key == "dirichlet" else "C1", alpha=0.35, ms=3)
+        ax.set(xscale="log", yscale="log", xlabel="simplex dimension K", ylabel="KL(empirical || target)", title=setting)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "toy.png", dpi=120)
 

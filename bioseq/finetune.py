@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -58,10 +59,16 @@ class FinetuneConfig:
         freeze_backbone: train only the head.
         freeze_layers: freeze the embedding and this many lowest blocks.
         metric: validation metric for early stopping and model selection.
-        patience: epochs without improvement before stopping (``None`` = never stop early).
+        patience: evaluations (epochs, or ``eval_every`` steps) without improvement before stopping
+            (``None`` = never stop early).
         grad_clip: gradient norm clip (``None`` = off).
         seed: seeds the head's initialisation, dropout and shuffling.
-        time_limit_s: stop after the epoch in which this many seconds have elapsed.
+        max_steps: stop after this many optimizer steps (``None`` = ``epochs`` full passes); the
+            learning-rate schedule is laid out over the steps that will actually run.
+        eval_every: also evaluate every this many steps (``None`` = once per epoch only).
+        time_limit_s: stop at the first step after this many seconds (checked every step); the
+            run is then evaluated once more and ``FinetuneResult.cut_short`` says the schedule did
+            not finish.
         progress: show a tqdm progress bar.
         mixed_precision: ``auto`` (bf16 autocast where the hardware multiplies bf16 natively,
             CPUs included), ``bf16`` or ``no``; weights, optimizer state and the loss stay fp32
@@ -81,6 +88,8 @@ class FinetuneConfig:
     patience: int | None = 3
     grad_clip: float | None = 1.0
     seed: int = 0
+    max_steps: int | None = None
+    eval_every: int | None = None
     time_limit_s: float | None = None
     progress: bool = True
     mixed_precision: str = "auto"
@@ -103,18 +112,24 @@ class FinetuneConfig:
             raise ValueError("finetune: patience must be >= 1 or None")
         if self.mixed_precision not in PRECISION_CHOICES:
             raise ValueError(f"finetune: mixed_precision must be one of {PRECISION_CHOICES}, got {self.mixed_precision!r}")
+        if (self.max_steps is not None and self.max_steps < 1) or (self.eval_every is not None and self.eval_every < 1):
+            raise ValueError("finetune: max_steps and eval_every must be >= 1 or None")
 
 
 @dataclass
 class FinetuneResult:
-    """What :func:`finetune` returns. ``history`` has one dict per epoch (train_loss, val metrics,
-    lr, seconds); ``steps`` the training loss of every step (for loss curves)."""
+    """What :func:`finetune` returns. ``history`` has one dict per evaluation (epoch, step,
+    train_loss, val metrics, seconds); ``steps`` the training loss of every step (for loss curves).
+    ``best_epoch`` / ``best_step`` locate the kept weights; ``cut_short`` is True when the time
+    limit ended the run before its schedule (the learning rate had not decayed)."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)
     best_epoch: int = -1
+    best_step: int = -1
     best_metric: float = float("nan")
     stopped_early: bool = False
+    cut_short: bool = False
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,6 +150,73 @@ def encode_dataset(tokenizer, seqs: Sequence[str], labels: Sequence[float] | np.
             raise ValueError(f"encode_dataset: {len(seqs)} sequences but {len(y)} labels")
         tensors.append(torch.as_tensor(y, dtype=torch.long if np.issubdtype(y.dtype, np.integer) else torch.float32))
     return TensorDataset(*tensors)
+
+
+class CropDataset(Dataset):
+    """Sequences of any length as fixed-size examples ``(input_ids (L,), attention_mask (L,), label)``
+    with ``L = max_length`` tokens, special tokens included.
+
+    A sequence longer than that gives a random crop in training (``random_crop=True``: a fresh
+    one each time it is drawn, from a generator seeded by ``seed``) or its centre crop
+    (``random_crop=False``, for validation); shorter ones are padded. Predict on whole long
+    sequences with :func:`predict_windows`.
+    """
+
+    def __init__(self, tokenizer, seqs: Sequence[str], labels: Sequence[float] | np.ndarray, max_length: int,
+                 random_crop: bool = True, seed: int = 0) -> None:
+        self.tok, self.max_length, self.random_crop = tokenizer, int(max_length), random_crop
+        self.body = self.max_length - len(tokenizer.template["prefix"]) - len(tokenizer.template["suffix"])
+        if self.body < 1:
+            raise ValueError(f"max_length {max_length} leaves no room besides the special tokens")
+        self.bodies = [tokenizer.encode(s, add_special_tokens=False) for s in seqs]
+        y = np.asarray(labels)
+        self.labels = torch.as_tensor(y, dtype=torch.long if np.issubdtype(y.dtype, np.integer) else torch.float32)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+    def __getitem__(self, i: int):
+        b = self.bodies[i]
+        extra = len(b) - self.body
+        if extra > 0:
+            start = int(torch.randint(extra + 1, (1,), generator=self.gen)) if self.random_crop else extra // 2
+            b = b[start : start + self.body]
+        ids = self.tok.apply_template(b)
+        out = np.full(self.max_length, self.tok.pad_token_id, np.int64)
+        out[: len(ids)] = ids
+        mask = np.arange(self.max_length) < len(ids)
+        return torch.from_numpy(out), torch.from_numpy(mask), self.labels[i]
+
+
+@torch.no_grad()
+def predict_windows(model: nn.Module, tokenizer, seqs: Sequence[str], max_length: int, overlap: int | None = None,
+                    batch_size: int = 64) -> np.ndarray:
+    """Logits ``(N, num_labels)`` of whole sequences of any length: each sequence is cut into
+    windows of ``max_length`` tokens (specials included) overlapping by ``overlap`` (default a
+    quarter), and the windows' logits are averaged. Sequences that fit are one window."""
+    from bioseq.embeddings import sliding_windows
+
+    body = max_length - len(tokenizer.template["prefix"]) - len(tokenizer.template["suffix"])
+    overlap = body // 4 if overlap is None else overlap
+    owner, rows = [], []
+    for i, s in enumerate(seqs):
+        ids = tokenizer.encode(s, add_special_tokens=False)
+        for a, b in sliding_windows(len(ids), body, max(1, body - overlap)):
+            owner.append(i)
+            rows.append(tokenizer.apply_template(ids[a:b]))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    logits = []
+    for j in range(0, len(rows), batch_size):
+        enc = tokenizer.pad(rows[j : j + batch_size], return_tensors="pt")
+        logits.append(model(enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device)).logits.float().cpu())
+    model.train(was_training)
+    lg = torch.cat(logits).numpy() if logits else np.zeros((0, getattr(model, "num_labels", 1)), np.float32)
+    out = np.zeros((len(seqs), lg.shape[1]), np.float64)
+    np.add.at(out, np.asarray(owner), lg)
+    return (out / np.bincount(owner, minlength=len(seqs))[:, None]).astype(np.float32)
 
 
 def _loader(data: Dataset, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
@@ -369,6 +451,8 @@ def finetune(model: nn.Module, train: Dataset, val: Dataset | None = None,
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.98))
     loader = _loader(train, config.batch_size, shuffle=True, seed=config.seed)
     total = config.epochs * len(loader)
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
     warm = int(config.warmup_ratio * total)
 
     def schedule(step: int) -> float:  # multiplier of each group's initial lr
@@ -380,10 +464,28 @@ def finetune(model: nn.Module, train: Dataset, val: Dataset | None = None,
     precision = resolve_mixed_precision(config.mixed_precision, device)
     result = FinetuneResult(config=asdict(config))
     best_state, since_best, step, t0 = None, 0, 0, time.time()
+    running: list[float] = []
+
+    def evaluate_now(epoch: int) -> None:
+        nonlocal best_state, since_best
+        row = {"epoch": epoch, "step": step, "train_loss": float(np.mean(running)) if running else float("nan"),
+               "seconds": time.time() - t0}
+        if val is not None:
+            row.update({f"val_{k}": v for k, v in evaluate(model, val).items()})
+            score = row[f"val_{config.metric}"]
+            if _better(score, result.best_metric, config.metric):
+                result.best_metric, result.best_epoch, result.best_step, since_best = score, epoch, step, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since_best += 1
+        result.history.append(row)
+        running.clear()
+        model.train()
+
     bar = tqdm(total=total, disable=not config.progress, desc="finetune", leave=False)
+    done = False
     for epoch in range(config.epochs):
         model.train()
-        running = []
         for batch in loader:
             for g in opt.param_groups:
                 g["lr"] = g["initial_lr"] * schedule(step)
@@ -400,21 +502,24 @@ def finetune(model: nn.Module, train: Dataset, val: Dataset | None = None,
             result.steps.append(running[-1])
             bar.update(1)
             bar.set_postfix(loss=f"{running[-1]:.3f}")
-        row = {"epoch": epoch, "train_loss": float(np.mean(running)), "seconds": time.time() - t0}
-        if val is not None:
-            row.update({f"val_{k}": v for k, v in evaluate(model, val).items()})
-            score = row[f"val_{config.metric}"]
-            if _better(score, result.best_metric, config.metric):
-                result.best_metric, result.best_epoch, since_best = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                since_best += 1
-        result.history.append(row)
+            # The budget is checked every step, not every epoch: one long epoch cannot overrun it.
+            out_of_time = config.time_limit_s is not None and time.time() - t0 > config.time_limit_s
+            if step >= total or out_of_time:
+                result.cut_short = out_of_time and step < total
+                done = True
+                break
+            if config.eval_every and step % config.eval_every == 0:
+                evaluate_now(epoch)
+        if not result.history or result.history[-1]["step"] != step:
+            evaluate_now(epoch)  # end of every epoch, and wherever the budget ended the run
+        if done:
+            break
         if config.patience is not None and val is not None and since_best >= config.patience:
             result.stopped_early = True
             break
-        if config.time_limit_s is not None and time.time() - t0 > config.time_limit_s:
-            break
+    if result.cut_short:
+        warnings.warn(f"finetune: the time limit ({config.time_limit_s:g} s) ended the run at step {step} of {total}: "
+                      "the learning-rate schedule did not finish", stacklevel=2)
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -423,6 +528,6 @@ def finetune(model: nn.Module, train: Dataset, val: Dataset | None = None,
 
 
 __all__ = [
-    "FinetuneConfig", "FinetuneResult", "apply_lora", "backbone_blocks", "classification_metrics",
+    "CropDataset", "FinetuneConfig", "predict_windows", "FinetuneResult", "apply_lora", "backbone_blocks", "classification_metrics",
     "encode_dataset", "evaluate", "finetune", "freeze", "param_groups", "predict", "regression_metrics",
 ]

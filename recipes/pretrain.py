@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     rank, world = accelerator.process_index, accelerator.num_processes
     if not accelerator.is_main_process:
         logging.getLogger().setLevel(logging.WARNING)
+    # Accelerate narrates every save_state ("Removed shared tensor" for tied LM-head weights, which
+    # is expected) at INFO/WARNING: keep its errors, drop the noise.
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
     if not use_cuda:
         torch.set_num_threads(int(tcfg.get("cpu_threads", 0)) or max(1, (os.cpu_count() or 1) // world))
     seed = int(cfg.get("seed", 0))
@@ -197,6 +200,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # Genome store: build it from FASTA once (idempotent; main process only), or use a given one.
     store = dcfg.get("store") or str(out / "genomes.zarr")
+    if not Path(store).exists() and (missing := [f for f in dcfg.get("fasta") or [] if not Path(f).exists()]):
+        # The tiny configs train on genomes that do not ship with bioseq: name the setting to change.
+        raise SystemExit(f"{args.config}: data.fasta: {missing[0]} does not exist ({len(missing)} of {len(dcfg['fasta'])} "
+                         "files missing). Point data.fasta at your genomes (data.fasta=[a.fa.gz,b.fa.gz]) or use "
+                         "recipes/configs/demo.yaml, which trains on the bundled data/genomes")
     if accelerator.is_main_process and not Path(store).exists():
         log.info("building genome store %s from %d FASTA files", store, len(dcfg["fasta"]))
         build_store(dcfg["fasta"], store)
@@ -292,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process and ecfg.get("markov_baseline") and start_step == 0:
         # Reference in the same run: the best order-k Markov chain fitted on the training windows'
         # genomes, scored on the same held-out windows.
+        log.info("fitting order 0..%d Markov baselines on the training genomes", int(ecfg.get("markov_max_order", 10)))
         chain = MarkovModel(int(ecfg.get("markov_max_order", 10))).fit(
             [train_ds.store.fetch(int(i)) for i in train_ds.sampler.contig_ids])
         for name, eval_ds in eval_dss.items():
@@ -414,6 +423,10 @@ def main(argv: list[str] | None = None) -> None:
             save_checkpoint(done)
         if stop["now"] or timed_out:
             log.info("stopping at step %d (%s)", done, "SIGTERM" if stop["now"] else f"time limit {time_limit:.0f}s")
+            if done < max_steps:
+                log.warning("the run ended at step %d of %d (%s): the learning-rate schedule did not finish, so "
+                            "the model is not what the full run would give", done, max_steps,
+                            "SIGTERM" if stop["now"] else f"train.time_limit_s={time_limit:g}")
             break
 
     # ------------------------------------------------------------------------------------------

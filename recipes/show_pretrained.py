@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     untrained = CausalLM(build_backbone(model.config)).eval()
     b0, n0 = causal_bits(untrained, torch.as_tensor(tok.encode_codes(rows[0][1][:16])), nuc)
     train_contigs = [valid.store.fetch(int(i)) for i in train.sampler.contig_ids]
+    console.print(f"fitting order 0..{args.max_order} Markov chains on the training genomes "
+                  f"({sum(len(c) for c in train_contigs) / 1e6:.1f} Mb, both strands) ...")
     markov, scores = best_markov(train_contigs, rows[0][1], orders=range(0, args.max_order + 1))
 
     genomes = ", ".join(valid.sampler.genomes)

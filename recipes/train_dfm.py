@@ -76,20 +76,28 @@ def main(argv: list[str] | None = None) -> dict:
     t_max, decode = default_schedule(K)
     mc = cfg["model"]
     if mc["path"] == "dirichlet":
-        path = DirichletPath(K=K, t_max=float(mc["t_max"] or t_max))
+        path = DirichletPath(K=K, t_max=float(mc["t_max"] or t_max), time_scale=float(mc.get("time_scale") or 0.0))
     elif mc["path"] == "linear":
         path = LinearPath(K=K)
     else:
         raise SystemExit(f"{argv[0]}: model.path must be dirichlet or linear, got {mc['path']!r}")
     torch.manual_seed(tc["seed"])
-    den = build_denoiser({**mc["denoiser"], "K": K, "num_classes": len(names)})
+    den_cfg = {**mc["denoiser"], "K": K, "num_classes": len(names)}
+    if mc.get("position_embedding") and den_cfg.get("arch") == "cnn":
+        den_cfg["seq_len"] = L  # splice windows are aligned on the junction: absolute position is signal
+    den = build_denoiser(den_cfg)
     model = FlowModel(path, den, seq_len=L, class_names=names, decode=mc["decode"] or decode)
 
-    fit = dict(batch_size=tc["batch_size"], lr=tc["lr"], seed=tc["seed"], max_seconds=tc["max_seconds"], log_every=tc["log_every"])
+    # every stage: cosine decay to lr * min_lr_ratio at its last step (or when max_seconds runs out)
+    # and the EMA of the weights is what gets saved; the constant-rate last iterate was far worse
+    fit = dict(batch_size=tc["batch_size"], lr=tc["lr"], seed=tc["seed"], max_seconds=tc["max_seconds"], log_every=tc["log_every"],
+               min_lr_ratio=tc["min_lr_ratio"], warmup=tc["warmup"], ema_decay=tc["ema_decay"],
+               mixed_precision=tc.get("mixed_precision", "auto"))
     t0 = time.time()
     res = train_flow(model, ids[tr], labels[tr], steps=tc["steps"], cfg_dropout=tc["cfg_dropout"], **fit)
     metrics = {
         "steps": res["steps"], "train_seconds": res["seconds"], "parameters": den.num_parameters(),
+        "lr_first": res["lrs"][0], "lr_last": res["lrs"][-1], "ema": res["ema"],
         "train_loss_last100": sum(res["losses"][-100:]) / len(res["losses"][-100:]),
         "heldout_loss": heldout_loss(model, ids[ho], labels[ho], seed=tc["seed"]),
         "n_train": len(tr), "n_heldout": len(ho), "classes": names,

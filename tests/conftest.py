@@ -104,3 +104,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """``tiny_checkpoint(kind) -> folder``: a small saved model with its ``tokenizer.json``, as
+    ``recipes/pretrain.py`` exports them. ``kind``: ``clm`` (causal Transformer, dna-char),
+    ``mlm`` (bidirectional, dna-char) or ``protein`` (bidirectional masked LM, protein-esm).
+    Untrained (seeded) weights: tests compare computations, not quality. Built once per session."""
+    import torch
+
+    from bioseq.models import CausalLM, MaskedLM, build_backbone
+    from bioseq.tokenization import get_tokenizer
+
+    made: dict[str, Path] = {}
+
+    def make(kind: str = "clm") -> Path:
+        if kind not in made:
+            tok = get_tokenizer("protein-esm" if kind == "protein" else "dna-char")
+            torch.manual_seed(0)
+            backbone = build_backbone("transformer-tiny", vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id,
+                                      d_model=16, n_layer=1, n_head=2, bidirectional=kind != "clm")
+            model = (CausalLM if kind == "clm" else MaskedLM)(backbone)
+            out = tmp_path_factory.mktemp(f"ckpt_{kind}")
+            model.save_pretrained(out)
+            tok.save(out / "tokenizer.json")
+            made[kind] = out
+        return made[kind]
+
+    return make

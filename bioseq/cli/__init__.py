@@ -104,6 +104,34 @@ def _root(
     logging.basicConfig(level=level, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+def _plain_help_types() -> None:
+    """Help shows shell-style value names (``INT``, ``PATH``, ``TEXT...``; nothing after a flag)
+    rather than typer's Python annotations (``<bool>``, ``<list[Path]>``)."""
+    import re
+
+    from typer import core
+
+    names = {"str": "TEXT", "bool": None, "Path": "PATH", "int": "INT", "float": "FLOAT"}
+
+    def wrap(original):
+        def display_type_rich(self, ctx):
+            shown = original(self, ctx)
+            if shown is None or shown == self.metavar:
+                return shown
+            m = re.fullmatch(r"<?(list\[)?(\w+)\]?>?(\.\.\.)?", shown)
+            if not m:
+                return shown
+            name = names.get(m.group(2), m.group(2).upper())
+            return None if name is None else name + ("..." if m.group(1) or m.group(3) else "")
+        return display_type_rich
+
+    for cls in (core.TyperOption, core.TyperArgument):
+        cls.display_type_rich = wrap(cls.display_type_rich)
+
+
+_plain_help_types()
+
+
 def _mount() -> None:
     for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if not m.name.startswith("cmd_"):

@@ -11,7 +11,7 @@ HELP = "Design sequences with a Dirichlet (or linear) flow matching model; write
 
 
 def command(
-    model: Path = typer.Option(..., "--model", "-m", help="Model folder (config.json + model.safetensors)."),
+    model: str = typer.Option(None, "--model", "-m", help="Model folder (config.json + model.safetensors) or a shipped model name (see --list-models)."),
     n: int = typer.Option(100, "--n", "-n", min=1, help="Number of designs."),
     cls: str = typer.Option(None, "--class", "-c", help="Class name or index to design for (conditional models)."),
     guidance: float = typer.Option(0.0, "--guidance", "-g", min=0.0, help="Guidance scale w (0 = unguided)."),
@@ -21,12 +21,14 @@ def command(
     decode: str = typer.Option(None, "--decode", help="argmax or sample (default: the model's choice for its alphabet size)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
     batch_size: int = typer.Option(1000, "--batch-size", min=1, help="Designs per batch."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output FASTA (written atomically)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Output FASTA (written atomically)."),
+    list_models: bool = typer.Option(False, "--list-models", help="List the models shipped with bioseq and exit."),
 ) -> None:
     """Sample ``n`` designs and write them as FASTA records ``>design_<i> class=<C>``."""
     import torch
 
     from bioseq.design import FlowModel, Guidance, load_module, sample
+    from bioseq.design.pretrained import resolve_model, shipped_models
     from bioseq.io.atomic import atomic_file, check_output
     from bioseq.io.errors import load_errors
 
@@ -34,11 +36,17 @@ def command(
         typer.echo(f"bioseq design: error: {msg}", err=True)
         raise typer.Exit(2)
 
+    if list_models:
+        for name, description in shipped_models().items():
+            typer.echo(f"{name}\t{description}")
+        return
+    if model is None or output is None:
+        fail("--model and --output are required (shipped models: --list-models)")
     if not math.isfinite(guidance):
         fail(f"--guidance must be a finite number, got {guidance}")
     check_output(output, [model, classifier])  # before loading anything
     try:
-        flow = FlowModel.from_pretrained(model)
+        flow = FlowModel.from_pretrained(resolve_model(model))
     except load_errors() as e:
         fail(f"cannot load model {model}: {e}")
     class_id = None

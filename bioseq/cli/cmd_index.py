@@ -14,7 +14,7 @@ HELP = "Build a neural alignment index (.esa) of a reference FASTA."
 def command(
     reference: str = typer.Argument(..., help="Reference FASTA (plain, gzip, bgzip or xz)."),
     out: Path = typer.Option(None, "-o", "--out", help="Index directory (default: <reference>.esa)."),
-    embedding: str = typer.Option("sketch", "--embedding", help="Fragment embedding: sketch (k-mer count sketch, seconds to build) | neural (the encoder network)."),
+    embedding: str = typer.Option(None, "--embedding", help="Fragment embedding: sketch (k-mer count sketch, seconds to build; the default) | neural (the encoder network; the default when --encoder is given)."),
     encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint for --embedding neural (default: the bundled one)."),
     sketch_k: int = typer.Option(10, "--sketch-k", min=4, max=31, help="k-mer size of the sketch embedding."),
     sketch_dim: int = typer.Option(2048, "--sketch-dim", min=2, help="Dimensions of the sketch embedding."),
@@ -47,6 +47,9 @@ def command(
     # before any work: -o must not be the reference, a folder that is not an index, or inside one
     check_output(out, [reference, encoder], directory=True, replaces=FORMAT)
     try:
+        embedding = embedding or ("neural" if encoder is not None else "sketch")
+        if embedding == "sketch" and encoder is not None:
+            raise ValueError("--encoder applies to --embedding neural, not to the k-mer sketch")
         if embedding == "sketch":
             from bioseq.align.sketch import SketchEncoder
 

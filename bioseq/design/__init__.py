@@ -5,7 +5,8 @@
   ``bioseq.models`` backbone, and the noisy classifier for guidance;
 * :mod:`~bioseq.design.model` -- :class:`FlowModel` (``config.json`` + ``model.safetensors``);
 * :mod:`~bioseq.design.sampler` -- ODE sampling, classifier-free and classifier guidance, decoding;
-* :mod:`~bioseq.design.train` -- training loops: flow matching, noisy classifier, distillation.
+* :mod:`~bioseq.design.train` -- training loops (flow matching, noisy classifier, distillation), all
+  with a cosine learning-rate decay to a floor and an EMA of the weights.
 
 The CLI is ``bioseq design --model DIR --n 1000 [--class C --guidance 3] -o designs.fa``.
 """
@@ -27,11 +28,19 @@ from bioseq.design.paths import (
     simplex_project,
 )
 from bioseq.design.sampler import Guidance, sample
-from bioseq.design.train import distill, teacher_pairs, train_flow, train_noisy_classifier
+from bioseq.design.train import (
+    EMA,
+    cosine_lr,
+    distill,
+    fit,
+    teacher_pairs,
+    train_flow,
+    train_noisy_classifier,
+)
 
 __all__ = [
-    "BackboneDenoiser", "DilatedCNN", "DirichletPath", "FlowModel", "Guidance", "LinearPath", "MLPDenoiser",
-    "NoisyClassifier", "build_denoiser", "default_schedule", "dirichlet_c", "distill", "load_module",
+    "EMA", "BackboneDenoiser", "DilatedCNN", "DirichletPath", "FlowModel", "Guidance", "LinearPath", "MLPDenoiser",
+    "NoisyClassifier", "build_denoiser", "cosine_lr", "default_schedule", "dirichlet_c", "distill", "fit", "load_module",
     "marginal_field", "sample", "save_module", "simplex_project", "teacher_pairs", "train_flow",
     "train_noisy_classifier",
 ]

@@ -36,6 +36,18 @@ def simplex_features(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.log(x.clamp_min(_LOG_FLOOR))], dim=-1)
 
 
+def expanded_simplex(x: torch.Tensor, tau: torch.Tensor, pseudocount: float = 2.0) -> torch.Tensor:
+    """``(B, L, K) -> (B, L, 2K)``: the paper's "expanded simplex" input ``[x (1 - w), x w]`` with
+    ``w = c / (alpha + c - 1)``, ``alpha = exp(tau)`` (the Dirichlet path's ``1 + t`` when ``tau``
+    is its time feature ``log(1 + t)``) and pseudocount ``c``: the same coordinates, weighted
+    towards the second half while the point is still noisy."""
+    w = (pseudocount / (torch.exp(tau.float()) + pseudocount - 1.0))[:, None, None]  # (B, 1, 1)
+    return torch.cat([x * (1.0 - w), x * w], dim=-1)
+
+
+_FEATURES = ("log", "expanded")
+
+
 class TimeEmbedding(nn.Module):
     """Random Fourier features of the scalar time feature followed by an MLP (``(B,) -> (B, d)``).
     The frequencies are a fixed buffer, saved with the weights."""
@@ -84,24 +96,50 @@ class Denoiser(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def _conv_same(conv: nn.Conv1d, h: torch.Tensor) -> torch.Tensor:
+    """``conv(h)`` for a "same"-padded odd-width convolution, skipping the taps that can only ever
+    read padding: with dilation ``dl`` a tap at offset ``j`` reaches data only if ``|j| dl < L``.
+    On short sequences (the toy's ``L = 4``, the dilation-64 layer on 60-nt windows) most taps are
+    such, and PyTorch would still multiply them with the zeros. Same result, up to rounding."""
+    L, (width,), (dl,) = h.shape[-1], conv.kernel_size, conv.dilation
+    half = width // 2
+    reach = min(half, (L - 1) // dl)  # taps -reach..reach can touch data
+    if reach == half:
+        return conv(h)
+    if reach == 0:  # a pointwise layer: a matrix product is cheaper than a 1-tap convolution
+        return F.linear(h.transpose(1, 2), conv.weight[:, :, half], conv.bias).transpose(1, 2)
+    w = conv.weight[:, :, half - reach : half + reach + 1]
+    return F.conv1d(h, w, conv.bias, dilation=dl, padding=reach * dl)
+
+
 class _CNNTrunk(nn.Module):
     DILATIONS = (1, 1, 4, 16, 64)
 
-    def __init__(self, K: int, d: int, n_stacks: int, dropout: float) -> None:
+    def __init__(self, K: int, d: int, n_stacks: int, dropout: float, seq_len: int = 0, features: str = "log") -> None:
         super().__init__()
+        if features not in _FEATURES:
+            raise ValueError(f"features must be one of {_FEATURES}, got {features!r}")
+        self.features = features
         self.inp = nn.Conv1d(2 * K, d, kernel_size=9, padding=4)
+        # aligned windows (e.g. splice junctions at a fixed offset) carry signal in absolute
+        # position, which zero-padded convolutions only see near the edges
+        self.pos = nn.Parameter(torch.zeros(d, seq_len)) if seq_len else None
         dil = [dl for _ in range(n_stacks) for dl in self.DILATIONS]
         self.convs = nn.ModuleList(nn.Conv1d(d, d, kernel_size=9, dilation=dl, padding=4 * dl) for dl in dil)
         self.cond = nn.ModuleList(nn.Linear(d, d) for _ in dil)
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in dil)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.inp(simplex_features(x).transpose(1, 2)))  # (B, d, L)
+    def forward(self, x: torch.Tensor, c: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        feats = simplex_features(x) if self.features == "log" else expanded_simplex(x, tau)  # (B, L, 2K)
+        h = _conv_same(self.inp, feats.transpose(1, 2))  # (B, d, L)
+        if self.pos is not None:
+            h = h + self.pos[:, : x.shape[1]]
+        h = F.relu(h)
         for conv, cond, norm in zip(self.convs, self.cond, self.norms, strict=True):
             z = self.drop(h) + cond(c)[:, :, None]  # conditioning enters every block
             z = norm(z.transpose(1, 2)).transpose(1, 2)
-            h = h + F.relu(conv(z))
+            h = h + F.relu(_conv_same(conv, z))
         return h  # (B, d, L)
 
 
@@ -111,18 +149,25 @@ class DilatedCNN(Denoiser):
     Args:
         K: alphabet size. d: channels. n_stacks: repeats of the 5-layer dilation block.
         num_classes: 0 for unconditional models. dropout: on the block inputs.
+        seq_len: if > 0, a learned position embedding for sequences up to this length (for
+            aligned windows such as splice junctions); 0 keeps the network translation-equivariant.
+        features: ``"log"`` (``[x, log x]``, the default) or ``"expanded"`` (the paper's expanded
+            simplex, :func:`expanded_simplex`).
     """
 
     arch = "cnn"
 
-    def __init__(self, K: int = 4, d: int = 128, n_stacks: int = 1, num_classes: int = 0, dropout: float = 0.0) -> None:
-        super().__init__(K=K, d=d, n_stacks=n_stacks, num_classes=num_classes, dropout=dropout)
+    def __init__(
+        self, K: int = 4, d: int = 128, n_stacks: int = 1, num_classes: int = 0, dropout: float = 0.0,
+        seq_len: int = 0, features: str = "log",
+    ) -> None:
+        super().__init__(K=K, d=d, n_stacks=n_stacks, num_classes=num_classes, dropout=dropout, seq_len=seq_len, features=features)
         self.cond = _Conditioning(d, num_classes)
-        self.trunk = _CNNTrunk(K, d, n_stacks, dropout)
+        self.trunk = _CNNTrunk(K, d, n_stacks, dropout, seq_len, features)
         self.out = nn.Sequential(nn.Conv1d(d, d, 1), nn.ReLU(), nn.Conv1d(d, K, 1))
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.trunk(x.float(), self.cond(tau, cls))  # (B, d, L)
+        h = self.trunk(x.float(), self.cond(tau, cls), tau)  # (B, d, L)
         return self.out(h).transpose(1, 2)  # (B, L, K)
 
 
@@ -197,7 +242,7 @@ class NoisyClassifier(Denoiser):
         self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, num_labels))
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.trunk(x.float(), self.cond(tau, None))  # (B, d, L)
+        h = self.trunk(x.float(), self.cond(tau, None), tau)  # (B, d, L)
         return self.head(h.mean(-1))  # (B, num_labels)
 
 

@@ -53,19 +53,73 @@ class MarkovModel:
             self.counts = [np.zeros((4**j, 4), np.float64) for j in range(self.k + 1)]
 
     def fit(self, sequences, both_strands: bool = True) -> MarkovModel:
-        """Add counts from an iterable of code arrays (both strands by default)."""
+        """Add counts from an iterable of code arrays (both strands by default).
+
+        The (k+1)-mers are indexed and counted once, at the top order; every lower order j is
+        the marginal of those counts over the k-j oldest context bases. That marginal misses
+        only positions whose short context is all A/C/G/T but whose full k-base context is not
+        (the first k bases of a sequence, and the k bases after an ambiguity code); those few
+        are counted directly, so the counts equal indexing every order separately.
+        """
+        k = self.k
+        self._cache = None  # log2 tables of the old counts
+        top = np.zeros(4 ** (k + 1), np.int64)  # (k+1)-mer counts of all sequences, both strands
         for codes in sequences:
             codes = np.asarray(codes, np.uint8)
             strands = (codes, reverse_complement_codes(codes)) if both_strands else (codes,)
             for s in strands:
-                for j in range(self.k + 1):
-                    idx, ok = _kmer_index(s, j)
-                    self.counts[j] += np.bincount(idx[ok], minlength=4 ** (j + 1)).reshape(-1, 4)
+                idx, ok = _kmer_index(s, k)
+                top += np.bincount(idx[ok], minlength=4 ** (k + 1))
+                self._count_short_contexts(s)
+        for j in range(k, -1, -1):  # the oldest context base is the most significant digit
+            self.counts[j] += top.reshape(-1, 4)
+            top = top.reshape(4, -1).sum(0)  # marginalise it out: order j -> j-1
         return self
+
+    def _count_short_contexts(self, s: np.ndarray) -> None:
+        """Add, for every order j < k, the positions whose last j+1 bases are all A/C/G/T but
+        whose last k+1 are not (what the top-order marginal cannot see)."""
+        k = self.k
+        c = (s & CODE_MASK).astype(np.int64)
+        pos = np.arange(len(c))
+        last_bad = np.maximum.accumulate(np.where(c >= 4, pos, -1)) if len(c) else pos
+        run = pos - last_bad  # A/C/G/T bases ending at each position, itself included
+        cand = np.flatnonzero((run >= 1) & (run <= k))  # valid target, context cut short
+        for j in range(k):
+            p = cand[run[cand] >= j + 1]
+            if len(p) == 0:
+                continue
+            idx = np.zeros(len(p), np.int64)
+            for t in range(j + 1):
+                idx = idx * 4 + c[p - j + t]
+            self.counts[j] += np.bincount(idx, minlength=4 ** (j + 1)).reshape(-1, 4)
 
     def log2_probs(self, order: int) -> np.ndarray:
         c = self.counts[order] + self.alpha
         return np.log2(c / c.sum(1, keepdims=True))  # (4**order, 4)
+
+    def _tables(self) -> list[np.ndarray]:
+        """Flattened log2 tables of every order, computed once per fit (an order-12 table has
+        67 M entries: rebuilding it per scored window would dominate everything else)."""
+        if getattr(self, "_cache", None) is None:  # fit() clears it
+            self._cache = [self.log2_probs(j).reshape(-1) for j in range(self.k + 1)]
+        return self._cache
+
+    def position_log2_probs(self, codes: np.ndarray) -> np.ndarray:
+        """``(L,)`` log2 P(base_i | previous min(k, i) bases) of one sequence; NaN at position 0
+        and where the base or the used context holds an ambiguity code (what a causal LM scores)."""
+        codes = np.asarray(codes, np.uint8)
+        out = np.full(len(codes), np.nan)
+        tables = self._tables()
+        for i in range(1, min(self.k, len(codes) - 1) + 1):  # the short-context head, order i
+            idx, ok = _kmer_index(codes[: i + 1], i)
+            if ok[0]:
+                out[i] = tables[i][idx[0]]
+        if len(codes) > self.k:
+            idx, ok = _kmer_index(codes, self.k)
+            lp = np.where(ok, tables[self.k][idx], np.nan)
+            out[max(self.k, 1):] = lp[max(self.k, 1) - self.k:]
+        return out
 
     def window_bits(self, windows: np.ndarray) -> tuple[float, int]:
         """Total bits and number of scored positions over ``windows (N, L)`` of codes.

@@ -24,15 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bioseq.io.errors import UserError
+from bioseq.models.validation import (
+    CheckpointError,  # unknown name, damaged install: one error type for every checkpoint
+)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
 CARD_VERSION = 1
 _VERIFIED: set[Path] = set()
-
-
-class CheckpointError(UserError):
-    """A shipped checkpoint is unknown, incomplete or does not match its recorded checksum."""
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
+from bioseq.io.errors import UserError
+
 #: arch name -> (config class, module class)
 _BACKBONES: dict[str, tuple[type[BackboneConfig], type]] = {}
 #: size name -> (arch, overrides)
 _SIZES: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """An invalid model configuration."""
 
 

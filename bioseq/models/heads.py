@@ -157,6 +157,7 @@ class PreTrainedModel(nn.Module):
             bad = [k for k in missing if k.startswith("backbone.")]
             if bad:
                 raise ValueError(f"{directory}: checkpoint lacks backbone weights {bad[:5]}")
+        model.source_dir = directory  # where it came from (a shipped name resolves to a folder)
         return model
 
 
@@ -224,11 +225,15 @@ class CausalLM(_LMHead):
         do_sample: bool = True,
         generator: torch.Generator | None = None,
         use_recurrent_state: bool | None = None,
+        vocab_size: int | None = None,
     ) -> torch.Tensor:
         """Continue ``input_ids (B, L0)`` by ``max_new_tokens`` tokens -> ``(B, L0 + n)``.
 
         Backbones with recurrent decoding (Mamba, xLSTM) run token by token through their state,
-        in constant memory; the others recompute the full forward pass per token.
+        in constant memory; the others recompute the full forward pass per token. The padding id
+        and ids at or above ``vocab_size`` (default: the config's, which the embedding pads up to
+        a multiple of 8) are never sampled: pass ``tokenizer.vocab_size`` when the model was built
+        with a larger vocabulary than its tokenizer, so every id decodes.
         """
         if not self.backbone.is_causal:
             raise ValueError("generate() needs a causal backbone (bidirectional=False)")
@@ -245,6 +250,10 @@ class CausalLM(_LMHead):
                 logits = self.logits(h)  # (B, V)
             else:
                 logits = self.logits(self.backbone(out))[:, -1]
+            logits = logits.clone()
+            logits[..., self.config.pad_token_id] = float("-inf")
+            if vocab_size is not None:
+                logits[..., vocab_size:] = float("-inf")
             nxt = sample_next(logits, temperature, top_k, top_p, do_sample, generator)  # (B,)
             out = torch.cat([out, nxt[:, None]], dim=1)
             if use_recurrent_state:

@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from bioseq.io.errors import UserError
 from bioseq.models.config import ConfigError, check_value, load_config
 from bioseq.utils.jsonfile import read_json_object
 
@@ -27,7 +28,7 @@ TOP_LEVEL_KEYS = {"format", "format_version", "model_type", "backbone", "head"}
 DEFAULT_MAX_PARAMETERS = 20_000_000_000
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint folder that cannot be loaded (the message names the file and the problem)."""
 
 

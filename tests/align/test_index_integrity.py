@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bioseq.align.index import IndexError_, load_index, verify_index
+from bioseq.align.index import IndexError_, is_sketch, load_index, verify_index
 
 from .conftest import run_cli
 
@@ -47,7 +47,8 @@ def flip(f: Path, *offsets: int) -> None:
 def test_intact_index_verifies(index, lambda_reads):
     assert verify_index(index) == []
     m = json.loads((index / "manifest.json").read_text())
-    assert set(m["files"]) == {"reference.npy", "fragments.npy", "embeddings.npy", "faiss.index", "minimizers.npz"}
+    expected = {"reference.npy", "fragments.npy", "faiss.index", "minimizers.npz", "reseed.npz"}
+    assert set(m["files"]) == (expected if is_sketch(m) else expected | {"embeddings.npy"})
     r = run_cli("index", "--verify", str(index))
     assert r.exit_code == 0 and "OK" in r.stderr
     r = run_cli("align", str(index), str(lambda_reads[0]), "--verify-index")

@@ -38,7 +38,7 @@ def test_cli_errors(tmp_path):
     r = CliRunner().invoke(app, ["design", "--model", str(model), "--guidance", "2", "-o", str(out)])
     assert r.exit_code == 2 and "need --class" in r.output
     r = CliRunner().invoke(app, ["design", "--model", str(tmp_path / "nope"), "-o", str(out)])
-    assert r.exit_code == 2 and "no config.json" in r.output
+    assert r.exit_code == 2 and "neither a model folder nor a shipped model" in r.output
 
 
 def test_sequence_csv_loader(tmp_path, data_dir):

@@ -11,6 +11,7 @@ import torch
 from bioseq.design.paths import (
     DirichletPath,
     LinearPath,
+    build_path,
     dirichlet_c,
     marginal_field,
     simplex_project,
@@ -142,3 +143,33 @@ def test_path_samples_on_simplex():
         x = path.sample_xt(x1, path.sample_time(8).double())
         assert x.shape == (8, 6, 4) and bool((x >= 0).all())
         torch.testing.assert_close(x.sum(-1), torch.ones(8, 6, dtype=torch.float64))
+
+
+def test_interpolated_c_matches_exact():
+    """The tabulated C used by ``DirichletPath(c_table=n)`` agrees with the exact evaluation."""
+    from bioseq.design.paths import dirichlet_c_interp
+
+    for K in (4, 40, 160):
+        for t in (0.0, 0.5, 7.0, 2.0 * K):
+            x = DirichletPath(K=K).prior((500, 1), generator=torch.Generator().manual_seed(K)).reshape(-1)
+            x = torch.cat([x, torch.tensor([1e-9, 0.5, 0.999, 1.0])])
+            ex, ap = dirichlet_c(x, t, K), dirichlet_c_interp(x, t, K)
+            keep = ex > 1e-10
+            assert float(((ap - ex).abs() / ex)[keep].max()) < 1e-4
+            assert float((ap - ex).abs().max()) < 1e-5
+    p = DirichletPath(K=20, c_table=4096)
+    assert build_path(p.to_dict()) == p
+    x = p.prior((3, 5), generator=torch.Generator().manual_seed(0))
+    probs = torch.softmax(torch.randn(3, 5, 20, dtype=torch.float64), -1)
+    torch.testing.assert_close(p.velocity(x, probs, 3.0), DirichletPath(K=20).velocity(x, probs, 3.0), atol=1e-6, rtol=1e-4)
+
+
+def test_training_time_distributions():
+    """Uniform on [0, t_max] by default; ``time_scale`` draws the paper's ``alpha - 1 = s Exp(1)``."""
+    g = torch.Generator().manual_seed(0)
+    t = DirichletPath(K=4, t_max=8.0).sample_time(20_000, generator=g)
+    assert 0 <= float(t.min()) and float(t.max()) <= 8.0 and abs(float(t.mean()) - 4.0) < 0.1
+    p = DirichletPath(K=4, t_max=8.0, time_scale=2.0)
+    t = p.sample_time(20_000, generator=g)
+    assert abs(float(t.mean()) - 2.0) < 0.1 and abs(float((t < 2.0).float().mean()) - (1 - math.exp(-1))) < 0.02
+    assert build_path(p.to_dict()) == p

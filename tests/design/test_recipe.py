@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
 from Bio import SeqIO
 from typer.testing import CliRunner
 
@@ -18,6 +19,9 @@ def test_sanity_config_trains_and_designs(tmp_path):
     spec.loader.exec_module(recipe)
     m = recipe.main([str(ROOT / "recipes/configs/dfm/sanity.yaml"), f"output_dir={tmp_path}"])
     assert m["steps"] == 20 and m["classes"] == ["EI", "IE", "N"]
+    # the recipe's default schedule: the last step runs at the floor, lr * min_lr_ratio, and the
+    # saved weights are the EMA
+    assert m["lr_last"] == pytest.approx(2e-3 * 0.01, rel=1e-12) and m["ema"]
     assert m["heldout_loss"] < 1.5  # below the uniform ln 4 = 1.386 + slack: finite and sane
     model = FlowModel.from_pretrained(tmp_path / "model")
     assert model.seq_len == 60 and model.decode == "argmax"

@@ -125,13 +125,99 @@ def test_fit_learns_a_motif_and_distills():
     seqs = torch.tensor([[0, 1, 2, 3, 0, 1], [3, 3, 2, 2, 1, 1]])
     ids, labels = seqs.repeat(64, 1), torch.arange(2).repeat(64)
     model = FlowModel(DirichletPath(K=4, t_max=8), MLPDenoiser(K=4, d=32, seq_len=6, n_layer=2, num_classes=2), seq_len=6, class_names=["x", "y"])
-    train_flow(model, ids, labels, steps=150, batch_size=32, lr=3e-3, log_every=0)
+    train_flow(model, ids, labels, steps=150, batch_size=32, lr=6e-3, log_every=0)
     for c in (0, 1):
         out = sample(model, 8, cls=c, steps=10, generator=torch.Generator().manual_seed(c))
         assert (out == seqs[c]).all(-1).float().mean() >= 0.75
     classes = torch.arange(2).repeat(64)
     x0, targets = teacher_pairs(model, 128, classes, steps=10)
     student = FlowModel(model.path, MLPDenoiser(K=4, d=32, seq_len=6, n_layer=2, num_classes=2), seq_len=6, class_names=["x", "y"], kind="distilled")
-    distill(student, x0, targets, classes, steps=150, batch_size=32, lr=3e-3, log_every=0)
+    distill(student, x0, targets, classes, steps=150, batch_size=32, lr=6e-3, log_every=0)
     out = sample(student, 8, cls=1, steps=100, generator=torch.Generator().manual_seed(3))
     assert (out == seqs[1]).all(-1).float().mean() >= 0.75
+
+
+def test_lr_schedule_ends_at_the_floor():
+    """Warm-up, then cosine decay whose last planned step runs exactly at ``lr * min_lr_ratio``."""
+    from bioseq.design import cosine_lr, fit
+
+    lrs = [cosine_lr(i, 50, 1e-2, 1e-4, warmup=5) for i in range(50)]
+    assert lrs[0] == pytest.approx(2e-3) and lrs[4] == pytest.approx(1e-2)  # linear warm-up
+    assert lrs[-1] == pytest.approx(1e-4, rel=1e-12, abs=0)
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))  # monotone decay
+    assert cosine_lr(10, 50, 1e-2, 1e-4, warmup=5, progress=1.0) == pytest.approx(1e-4)  # time budget used up
+    # the optimiser really runs at those rates: the last step of fit() uses the floor
+    lin = torch.nn.Linear(3, 1)
+    r = fit(lin, lambda idx: lin(torch.ones(len(idx), 3)).pow(2).mean(), n=8, steps=30, batch_size=4, lr=1e-2,
+            seed=0, max_seconds=None, log_every=0, name="t", min_lr_ratio=0.05)
+    assert r["steps"] == 30 and r["lrs"][-1] == pytest.approx(5e-4, rel=1e-12, abs=0) and max(r["lrs"]) == pytest.approx(1e-2)
+
+
+def test_time_bounded_run_decays_by_the_clock(monkeypatch):
+    """With ``max_seconds`` the decay follows elapsed time: a run stopped by the clock ends near the floor."""
+    from bioseq.design import train as train_mod
+
+    clock = iter(range(10_000))
+    monkeypatch.setattr(train_mod.time, "time", lambda: float(next(clock)))  # 1 "second" per call
+    lin = torch.nn.Linear(2, 1)
+    r = train_mod.fit(lin, lambda idx: lin(torch.ones(len(idx), 2)).sum() * 0, n=4, steps=10_000, batch_size=2,
+                      lr=1.0, seed=0, max_seconds=40, log_every=0, name="t", min_lr_ratio=0.01, warmup=0)
+    assert r["steps"] < 100  # stopped by the clock, far before the planned steps
+    assert r["lrs"][0] > 0.99 and r["lrs"][-1] < 0.05
+
+
+def test_ema_is_warmed_up_and_replaces_the_weights():
+    from bioseq.design import EMA
+
+    lin = torch.nn.Linear(2, 2)
+    ema = EMA(lin, decay=0.9)
+    with torch.no_grad():
+        lin.weight.fill_(3.0)
+    ema.update(lin)
+    torch.testing.assert_close(ema.shadow["weight"], torch.full((2, 2), 3.0))  # after 1 step: the weights
+    assert ema.decay_at(1) == 0 and ema.decay_at(2) == pytest.approx(1 / 11) and ema.decay_at(10_000) == 0.9
+    with torch.no_grad():
+        lin.weight.fill_(5.0)
+    ema.update(lin)  # d_2 = 1/11: 3 * 1/11 + 5 * 10/11
+    torch.testing.assert_close(ema.shadow["weight"], torch.full((2, 2), (3 + 50) / 11))
+    ema.copy_to(lin)
+    torch.testing.assert_close(lin.weight.detach(), torch.full((2, 2), (3 + 50) / 11))
+    # fit() leaves the averaged weights in the module, and ema_decay=None the last iterate
+    for decay in (0.5, None):
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(2, 1)
+        seen = []
+
+        def loss(idx, lin=lin, seen=seen):
+            seen.append(lin.weight.detach().clone())
+            return (lin(torch.ones(len(idx), 2)) - 1).pow(2).mean()
+
+        from bioseq.design import fit
+
+        fit(lin, loss, n=4, steps=5, batch_size=2, lr=0.1, seed=0, max_seconds=None, log_every=0, name="t", ema_decay=decay)
+        if decay is None:
+            assert not torch.equal(lin.weight.detach(), seen[-1])  # the last update was applied
+        else:
+            assert not torch.equal(lin.weight.detach(), seen[-1]) and not torch.equal(lin.weight.detach(), seen[0])
+
+
+def test_cnn_cropped_taps_and_features():
+    """Skipping the taps that only read padding changes nothing; the position embedding and the
+    expanded-simplex features round-trip through the config."""
+    from bioseq.design.denoisers import _conv_same, build_denoiser, expanded_simplex
+
+    torch.manual_seed(0)
+    for L in (1, 4, 60):
+        for dl in (1, 4, 16, 64):
+            conv = torch.nn.Conv1d(3, 5, 9, dilation=dl, padding=4 * dl)
+            h = torch.randn(2, 3, L)
+            torch.testing.assert_close(_conv_same(conv, h), conv(h), atol=1e-5, rtol=1e-5)
+    den = DilatedCNN(K=4, d=8, num_classes=3, seq_len=12, features="expanded")
+    assert build_denoiser(den.config).trunk.pos.shape == (8, 12)
+    x = DirichletPath(K=4).prior((2, 12)).float()
+    tau = torch.log1p(torch.tensor([0.0, 7.0]))
+    e = expanded_simplex(x, tau)  # alpha = 1: w = 1; alpha = 8: w = 2/9
+    torch.testing.assert_close(e[0], torch.cat([torch.zeros_like(x[0]), x[0]], -1))
+    torch.testing.assert_close(e[1], torch.cat([x[1] * 7 / 9, x[1] * 2 / 9], -1))
+    with pytest.raises(ValueError, match="features"):
+        DilatedCNN(K=4, features="nope")

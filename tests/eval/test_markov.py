@@ -50,3 +50,36 @@ def test_learns_structure_on_real_dna(lambda_fasta):
     assert min(scores.values()) < 2.0
     assert min(scores.values()) < scores[0]
     assert best.k == min(scores, key=scores.get)
+
+
+def test_fit_counts_once_at_the_top_order_and_matches_per_order_counting():
+    """fit() marginalises the top order's counts; it must equal indexing every order separately,
+    including the short contexts at sequence starts and after ambiguity codes (N, soft-masked)."""
+    from bioseq.alphabet import reverse_complement_codes
+    from bioseq.eval.markov import MarkovModel, _kmer_index
+
+    rng = np.random.default_rng(7)
+    codes = np.array([0, 1, 2, 3, 4, 0x81, 0x83], np.uint8)
+    seqs = [rng.choice(codes, n, p=[.22, .22, .22, .22, .06, .03, .03]) for n in (0, 1, 5, 40, 300)]
+    for k in (0, 1, 2, 5):
+        ref = [np.zeros((4**j, 4)) for j in range(k + 1)]
+        for s0 in seqs:
+            for s in (s0, reverse_complement_codes(s0)):
+                for j in range(k + 1):
+                    idx, ok = _kmer_index(s, j)
+                    ref[j] += np.bincount(idx[ok], minlength=4 ** (j + 1)).reshape(-1, 4)
+        got = MarkovModel(k).fit(seqs).counts
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True)), k
+
+
+def test_position_log_probs_follow_refits():
+    from bioseq.eval.markov import MarkovModel
+
+    rng = np.random.default_rng(1)
+    m = MarkovModel(2).fit([rng.integers(0, 4, 500).astype(np.uint8)])
+    w = rng.integers(0, 4, 30).astype(np.uint8)
+    before = m.position_log2_probs(w)
+    m.fit([np.zeros(500, np.uint8)])  # many more A's: the cached tables must not survive
+    after = m.position_log2_probs(w)
+    assert not np.allclose(before[1:], after[1:])
+    assert -np.nansum(after) == pytest.approx(m.window_bits(w[None])[0])
