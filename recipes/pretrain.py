@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     # debug.dump_rank_state: each rank writes the windows it read and a hash of its weights
     # (the multi-process test checks disjoint data and identical replicas with it).
     dump_state, seen = bool((cfg.get("debug") or {}).get("dump_rank_state")), []
+    # debug.step_delay_s: a pause after every step, so a test's kill lands between steps reliably
+    step_delay = float((cfg.get("debug") or {}).get("step_delay_s") or 0)
     tokens_per_step = micro_bs * accum * window * world
     t0, tokens_seen, data_s = time.time(), start_step * tokens_per_step, 0.0
     bar = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps, disable=not accelerator.is_main_process,
@@ -421,6 +423,8 @@ def main(argv: list[str] | None = None) -> None:
         timed_out = time_limit and elapsed > time_limit
         if done % ckpt_every == 0 or done == max_steps or stop["now"] or timed_out:
             save_checkpoint(done)
+        if step_delay:
+            time.sleep(step_delay)
         if stop["now"] or timed_out:
             log.info("stopping at step %d (%s)", done, "SIGTERM" if stop["now"] else f"time limit {time_limit:.0f}s")
             if done < max_steps:

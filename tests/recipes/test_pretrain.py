@@ -86,7 +86,9 @@ def kill_and_resume(cfg: Path, out: Path, common: list[str], kill_after: int, de
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "recipes/pretrain.py", "--config", str(cfg), f"output_dir={out}", *common],
+        # a pause after each step: the remaining steps outlast the kill delay, however fast the machine
+        [sys.executable, "recipes/pretrain.py", "--config", str(cfg), f"output_dir={out}", *common,
+         "+debug.step_delay_s=0.2"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     for line in proc.stdout:
