@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--recipe", required=True, help="the config the run was launched with (for the card)")
     ap.add_argument("--downstream", type=Path, help="markdown with downstream results, appended to the card")
     ap.add_argument("--not-for", default="", help="what the model is not good for (a sentence or two)")
+    ap.add_argument("--note", default="", help="anything else about how the run went, added under Training")
     args = ap.parse_args()
 
     from bioseq.models import load_pretrained
@@ -97,6 +98,7 @@ def main() -> None:
         f"both strands (reverse-complement augmentation), sequence-length warm-up, AdamW + cosine schedule.",
         f"- Hardware: {card['hardware']}.",
         f"- Reproduce: `accelerate launch recipes/pretrain.py --config {args.recipe}`.",
+        *([f"- {args.note}"] if args.note else []),
         "", "## Held-out scores", "",
         "Bits per base (lower is better) on windows of genomes never trained on, beside the best order-k "
         "Markov chain fitted on the same training genomes and scored on the same windows in the same run.", "",
