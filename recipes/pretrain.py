@@ -136,16 +136,6 @@ def previous_run_outputs(out: Path) -> list[Path]:
     return found + [p for p in (out / "final", out / "metrics.csv") if p.exists()] + sorted(out.glob("rank_*.json"))
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write JSON under a temporary name, fsync, rename: a kill never leaves a truncated file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(obj))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     # ------------------------------------------------------------------------------------------
     # setup
@@ -323,7 +313,9 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.save_state(str(partial))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            write_json_atomic(partial / "trainer_state.json", {"step": step, "config": args.config})
+            # written last, inside the hidden folder: the rename below is what makes it visible, and a
+            # torn file would be skipped by checkpoint_step anyway
+            (partial / "trainer_state.json").write_text(json.dumps({"step": step, "config": args.config}))
             if path.exists():
                 shutil.rmtree(path)
             os.replace(partial, path)

@@ -46,8 +46,9 @@ def main() -> None:
     from bioseq.models.checkpoints import ship
 
     cfg = json.loads((args.run / "recipe_config.json").read_text())
-    rows = list(csv.DictReader(open(args.run / "metrics.csv")))
-    rows = rows[max(i for i, r in enumerate(rows) if r["split"] == "train" and int(r["step"]) == 1):]
+    with open(args.run / "metrics.csv", newline="") as fh:
+        all_rows = list(csv.DictReader(fh))
+    rows = all_rows[max(i for i, r in enumerate(all_rows) if r["split"] == "train" and int(r["step"]) == 1):]
     train = [r for r in rows if r["split"] == "train"]
     last_step = int(train[-1]["step"])
     # A resumed run logs several segments, each with its own clock and token count from zero:
@@ -62,7 +63,7 @@ def main() -> None:
     held = {r["split"].split(":")[-1]: float(r["bits_per_base"]) for r in rows
             if r["split"].startswith("valid") and int(r["step"]) == last_step}
     markov = {}
-    for r in csv.DictReader(open(args.run / "metrics.csv")):
+    for r in all_rows:  # logged once, at the start of the first segment
         if r["split"].startswith("markov_k"):
             k, _, s = r["split"][len("markov_k"):].partition(":")
             markov[s or "valid"] = (int(k), float(r["bits_per_base"]))

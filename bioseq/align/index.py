@@ -31,7 +31,6 @@ least one fragment. Reads longer than that are embedded as several windows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -46,6 +45,7 @@ from bioseq.align.encoder import Encoder
 from bioseq.align.minimizers import SeedTable, build_table
 from bioseq.align.reference import Contig, InputError, read_reference
 from bioseq.io.atomic import atomic_dir, check_output
+from bioseq.utils.checksum import file_sha256
 from bioseq.utils.jsonfile import read_json_object
 
 FORMAT = "bioseq-esa-index"
@@ -272,15 +272,6 @@ class Index:
 
     def contig_of(self, pos: int) -> int:
         return int(np.searchsorted(self.offsets, pos, "right") - 1)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 _MANIFEST_KEYS = {"format": str, "format_version": int, "encoder": dict, "fragment_len": int, "stride": int,

@@ -15,7 +15,6 @@ run's exported ``final/`` folder (``scripts/ship_checkpoint.py``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bioseq.models.validation import (
-    CheckpointError,  # unknown name, damaged install: one error type for every checkpoint
-)
+# one error type for every checkpoint problem: unknown name, damaged install, bad config
+from bioseq.models.validation import CheckpointError
+from bioseq.utils.checksum import file_sha256
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "models"
 CARD_VERSION = 1
@@ -100,14 +99,6 @@ def get_checkpoint(name: str, root: Path | None = None) -> CheckpointInfo:
     return CheckpointInfo.read(folder)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(info: CheckpointInfo) -> None:
     """Check the weights against the card's SHA-256.
 
@@ -117,7 +108,7 @@ def verify(info: CheckpointInfo) -> None:
     weights = info.path / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing (damaged install of {info.name!r})")
-    if info.sha256 and sha256_file(weights) != info.sha256:
+    if info.sha256 and file_sha256(weights) != info.sha256:
         raise CheckpointError(f"{weights}: SHA-256 differs from {info.path / 'card.json'} (damaged install of {info.name!r})")
 
 
@@ -147,7 +138,7 @@ def ship(run_final: Path, name: str, card: dict[str, Any], readme: str, root: Pa
     try:
         for f in ("config.json", "model.safetensors", "tokenizer.json"):
             shutil.copy2(run_final / f, tmp / f)
-        info = CheckpointInfo(name=name, sha256=sha256_file(tmp / "model.safetensors"), path=dest,
+        info = CheckpointInfo(name=name, sha256=file_sha256(tmp / "model.safetensors"), path=dest,
                               **{k: v for k, v in card.items() if k in CheckpointInfo.__dataclass_fields__
                                  and k not in ("name", "sha256", "path")})
         body = {k: v for k, v in asdict(info).items() if k != "path"}
