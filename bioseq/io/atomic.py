@@ -165,17 +165,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 # ---------------------------------------------------------------- signals
 
-def _cleanup_live(settle: float = 0.05, limit: float = 5.0) -> None:
+def _cleanup_live(limit: float = 5.0) -> list[Path]:
     """Remove every live temporary, also while writer threads (zarr's I/O pool) are still
     creating files in it: each temporary is deleted and replaced by an empty placeholder *file*,
-    so a late ``mkdir(parents=True)`` or ``open`` inside it fails instead of recreating it; once
-    in-flight writes have had ``settle`` seconds to fail, the placeholders go too."""
+    so a late ``mkdir(parents=True)`` or ``open`` inside it fails instead of recreating it.
+
+    Returns the placeholders, which :func:`_unlink_and_die` removes in the instant before the
+    process dies (removing them earlier would let a write still in flight recreate a temporary)."""
     import time
 
-    paths = list(_LIVE)
     deadline = time.monotonic() + limit
     placed = []
-    for p in paths:
+    for p in list(_LIVE):
         while True:
             _rm(p)
             try:
@@ -187,17 +188,31 @@ def _cleanup_live(settle: float = 0.05, limit: float = 5.0) -> None:
                     break
             except OSError:  # folder gone or not writable: nothing more to do
                 break
-    time.sleep(settle)
-    for p in placed:
-        _rm(p)
     _LIVE.clear()
+    return placed
+
+
+def _unlink_and_die(placeholders: list[Path], signum: int) -> None:
+    """Remove the placeholders and die of ``signum`` without letting another Python thread run in
+    between: calls through ``ctypes.PyDLL`` keep the GIL, so no writer thread can start a new
+    ``mkdir``/``open`` after its placeholder is gone."""
+    signal.signal(signum, signal.SIG_DFL)
+    try:
+        import ctypes
+
+        libc = ctypes.PyDLL(None)
+        for p in placeholders:
+            libc.unlink(os.fsencode(p))
+        libc.kill(os.getpid(), signum)
+    except (OSError, AttributeError):  # no C library handle: the plain (slightly racy) way
+        for p in placeholders:
+            _rm(p)
+    os.kill(os.getpid(), signum)  # the default effect: terminate with this signal
 
 
 def _on_signal(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-    if os.getpid() == _OWNER:  # forked workers inherit the handler but own no temporaries
-        _cleanup_live()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)  # the default effect: terminate with this signal
+    # forked workers inherit the handler but own no temporaries
+    _unlink_and_die(_cleanup_live() if os.getpid() == _OWNER else [], signum)
 
 
 def install_signal_cleanup() -> None:
