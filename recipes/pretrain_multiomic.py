@@ -156,14 +156,22 @@ def main(argv: list[str]) -> dict:
     packing = bool(cfg["data"]["pack"]) and "segment_ids" in inspect.signature(backbone.forward).parameters
 
     # data: genome windows and protein crops, mixed by p_protein; eval uses another seed
+    # held-out proteins (data.protein_holdout, a fraction of records chosen by name) are never
+    # trained on: the protein eval numbers are on unseen sequences
     d = cfg["data"]
-    if d.get("genome_store"):  # a Zarr store (bioseq.data.build_store), else the FASTA files
+    if float(d["p_protein"]) >= 1.0:  # protein-only masked LM: no genome is read
+        dna = None
+    elif d.get("genome_store"):  # a Zarr store (bioseq.data.build_store), else the FASTA files
         dna = DNAWindows.from_store(resolve(d["genome_store"]), window=d["dna_window"], seed=seed)
     else:
         dna = DNAWindows([resolve(p) for p in d["genomes"]], window=d["dna_window"])
-    prots = ProteinCrops(resolve(d["proteins"]), max_len=d["protein_max_len"], limit=d.get("protein_limit"))
+    holdout = float(d.get("protein_holdout") or 0.0)
+    prots = ProteinCrops(resolve(d["proteins"]), max_len=d["protein_max_len"], limit=d.get("protein_limit"),
+                         holdout_frac=holdout)
+    eval_prots = (ProteinCrops(resolve(d["proteins"]), max_len=d["protein_max_len"], holdout_frac=holdout,
+                               split="holdout") if holdout else prots)
     corpus = MixedCorpus(tok, dna, prots, p_protein=d["p_protein"], seed=seed)
-    eval_corpus = MixedCorpus(tok, dna, prots, p_protein=d["p_protein"], seed=seed + 10_007)
+    eval_corpus = MixedCorpus(tok, dna, eval_prots, p_protein=d["p_protein"], seed=seed + 10_007)
     eval_batches = [tuple(t.to(device) if t is not None else None
                           for t in make_batch(eval_corpus, i, cfg, tok, packing, regular, seed + 1))
                     for i in range(cfg["train"]["eval_batches"])]

@@ -210,9 +210,40 @@ def _unlink_and_die(placeholders: list[Path], signum: int) -> None:
     os.kill(os.getpid(), signum)  # the default effect: terminate with this signal
 
 
+def _quiesce_zarr(limit: float = 10.0) -> bool:
+    """Let zarr's in-flight writes finish before the temporaries go.
+
+    zarr 3 writes chunks from an event-loop thread and its thread pool; a write already in flight
+    when the signal arrives would recreate (``mkdir(parents=True)``) a temporary we just removed.
+    The handler runs in the main thread, which submits no new zarr work while it runs, so once every
+    task on zarr's loop is done no writer is left. Returns False if they did not finish in time."""
+    import sys
+
+    sync = sys.modules.get("zarr.core.sync")
+    loop = getattr(sync, "loop", [None])[0] if sync is not None else None
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return True
+    import asyncio
+    import concurrent.futures
+
+    async def drain() -> None:
+        me = asyncio.current_task()
+        while pending := [t for t in asyncio.all_tasks() if t is not me and not t.done()]:
+            await asyncio.wait(pending)
+
+    try:
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout=limit)
+        return True
+    except (concurrent.futures.TimeoutError, RuntimeError):
+        return False
+
+
 def _on_signal(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
     # forked workers inherit the handler but own no temporaries
-    _unlink_and_die(_cleanup_live() if os.getpid() == _OWNER else [], signum)
+    if os.getpid() != _OWNER:
+        _unlink_and_die([], signum)
+    _quiesce_zarr()
+    _unlink_and_die(_cleanup_live(), signum)
 
 
 def install_signal_cleanup() -> None:

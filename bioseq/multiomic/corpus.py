@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -92,21 +93,38 @@ class DNAWindows:
         raise DataError("could not draw a DNA window with few enough N in 100 tries")
 
 
-class ProteinCrops:
-    """Proteins from a FASTA file, cropped to a random window of at most ``max_len`` residues."""
+def is_holdout(name: str, frac: float) -> bool:
+    """Whether record ``name`` (its first word) falls in the held-out ``frac`` of a corpus."""
+    key = name.split()[0].encode() if name.split() else b""
+    return zlib.crc32(key) % 1_000_000 < frac * 1_000_000
 
-    def __init__(self, fasta_path: str | Path, max_len: int = 256, limit: int | None = None) -> None:
+
+class ProteinCrops:
+    """Proteins from a FASTA file, cropped to a random window of at most ``max_len`` residues.
+
+    ``holdout_frac`` > 0 sets aside a fixed fraction of the records (chosen by a hash of the record
+    name, so the split is the same in every run and independent of file order): ``split="train"``
+    keeps the rest, ``split="holdout"`` only those, for held-out evaluation on unseen proteins."""
+
+    def __init__(self, fasta_path: str | Path, max_len: int = 256, limit: int | None = None,
+                 holdout_frac: float = 0.0, split: str = "train") -> None:
+        if not 0.0 <= holdout_frac < 1.0:
+            raise DataError(f"holdout_frac must be in [0, 1), got {holdout_frac}")
+        if split not in ("train", "holdout"):
+            raise DataError(f"split must be 'train' or 'holdout', got {split!r}")
         allowed = set("ACDEFGHIKLMNPQRSTVWYXBZUO")
         self.max_len = max_len
         self.seqs = []
         for name, s in read_fasta(fasta_path):
             if set(s) - allowed:
                 raise DataError(f"{fasta_path}: record {name}: non-amino-acid characters {sorted(set(s) - allowed)}")
+            if holdout_frac > 0 and (is_holdout(name, holdout_frac) != (split == "holdout")):
+                continue
             self.seqs.append(s)
             if limit and len(self.seqs) >= limit:
                 break
         if not self.seqs:
-            raise DataError(f"{fasta_path}: no protein records")
+            raise DataError(f"{fasta_path}: no protein records" + (f" in the {split} split" if holdout_frac else ""))
 
     def sample(self, rng: np.random.Generator) -> str:
         s = self.seqs[int(rng.integers(len(self.seqs)))]
@@ -119,14 +137,16 @@ class ProteinCrops:
 class MixedCorpus:
     """Tagged token sequences ``[CLS] <modality> residues.. [SEP]`` mixing DNA windows and proteins."""
 
-    def __init__(self, vocab: MultiOmicTokenizer, dna: DNAWindows, proteins: ProteinCrops, p_protein: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, vocab: MultiOmicTokenizer, dna: DNAWindows | None, proteins: ProteinCrops, p_protein: float = 0.5, seed: int = 0) -> None:
         if not 0.0 <= p_protein <= 1.0:
             raise ValueError(f"p_protein must be in [0, 1], got {p_protein}")
+        if dna is None and p_protein < 1.0:
+            raise ValueError("no DNA windows given, so p_protein must be 1.0 (a protein-only corpus)")
         self.vocab, self.dna, self.proteins, self.p_protein, self.seed = vocab, dna, proteins, p_protein, seed
 
     def __getitem__(self, index: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, index])
-        if rng.random() < self.p_protein:
+        if self.dna is None or rng.random() < self.p_protein:
             mod, s = "protein", self.proteins.sample(rng)
         else:
             mod, s = "dna", self.dna.sample(rng)

@@ -6,7 +6,7 @@ import torch
 
 from bioseq.models import build_backbone
 from bioseq.models.transformer import segment_positions
-from bioseq.multiomic.corpus import DNAWindows, MixedCorpus, ProteinCrops, pack_greedy, read_fasta
+from bioseq.multiomic.corpus import DNAWindows, MixedCorpus, ProteinCrops, is_holdout, pack_greedy, read_fasta
 from bioseq.multiomic.data import DataError
 from bioseq.multiomic.tokens import get_joint_vocab, protein_token_mask
 
@@ -88,3 +88,25 @@ def test_dna_windows_from_genome_store(tmp_path, lambda_fasta):
     assert wins == [b.sample(np.random.default_rng([3, i])) for i in range(20)]  # deterministic
     assert all(len(w) == 50 and (w in genome or reverse_complement(w) in genome) for w in wins)
     assert len(set(wins)) == 20
+
+
+def test_protein_holdout_split_is_disjoint_stable_and_protein_only(tmp_path):
+    prot = tmp_path / "p.fa"
+    names = [f"sp|P{i:05d}|X_{i} some protein OS=Thing" for i in range(400)]
+    prot.write_text("".join(f">{n}\n{'MKV' * (5 + i % 7)}W\n" for i, n in enumerate(names)))
+    train = ProteinCrops(prot, holdout_frac=0.1)
+    held = ProteinCrops(prot, holdout_frac=0.1, split="holdout")
+    assert len(train.seqs) + len(held.seqs) == 400
+    assert 20 <= len(held.seqs) <= 60  # about 10%, chosen by name
+    expected = [is_holdout(n, 0.1) for n in names]
+    assert sum(expected) == len(held.seqs)
+    # the split depends on the names only: the same records are held out from a shuffled file
+    shuffled = tmp_path / "q.fa"
+    order = list(range(400))[::-1]
+    shuffled.write_text("".join(f">{names[i]}\n{'MKV' * (5 + i % 7)}W\n" for i in order))
+    assert sorted(ProteinCrops(shuffled, holdout_frac=0.1, split="holdout").seqs) == sorted(held.seqs)
+    # a protein-only corpus needs no DNA; a mixed one does
+    c = MixedCorpus(V, None, train, p_protein=1.0, seed=0)
+    assert all(int(c[i][1]) == V.tag_ids["protein"] for i in range(20))
+    with pytest.raises(ValueError, match="p_protein must be 1.0"):
+        MixedCorpus(V, None, train, p_protein=0.5)
