@@ -124,7 +124,35 @@ def _as_records(seqs: Any) -> Iterator[tuple[str, str]]:
 # ----------------------------------------------------------------------------------------------
 # model and tokenizer
 # ----------------------------------------------------------------------------------------------
-def load_model_and_tokenizer(model: Any, tokenizer: Any = None, map_location: str = "cpu"):
+class _ModalityView:
+    """A joint multi-omic tokenizer seen as one of its modalities, so that windows embed like any
+    single-alphabet tokenizer: records encode to bare bodies and every window is rebuilt as
+    ``[CLS] <modality> body [SEP]``, the layout the multi-omic masked LMs are trained on (so a
+    window in the middle of a long protein still carries its tag)."""
+
+    def __init__(self, tok: Any, modality: str) -> None:
+        if modality not in tok.modalities:
+            raise EmbedError(f"tokenizer {tok.name!r} has no modality {modality!r}; it knows {list(tok.modalities)}")
+        self._tok, self.modality = tok, modality
+        self._prefix = np.array([tok.cls_token_id, tok.tag_ids[modality]], dtype=np.int64)
+        self._suffix = np.array([tok.sep_token_id], dtype=np.int64)
+        self.template = {"prefix": ["cls", modality], "suffix": ["sep"]}  # the engine reads the lengths
+        self.complement_map = None if modality == "protein" else getattr(tok, "complement_map", None)
+        self.name = f"{tok.name}:{modality}"
+
+    def encode(self, seq: Any, add_special_tokens: bool = False) -> np.ndarray:
+        body = self._tok.encode_body(seq, self.modality)
+        return np.concatenate([self._prefix, body, self._suffix]) if add_special_tokens else body
+
+    def apply_template(self, body: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._prefix, np.asarray(body, dtype=np.int64), self._suffix])
+
+    def __getattr__(self, name: str) -> Any:  # vocab_size, pad, special ids: the joint tokenizer's
+        return getattr(self._tok, name)
+
+
+def load_model_and_tokenizer(model: Any, tokenizer: Any = None, map_location: str = "cpu",
+                             modality: str | None = None):
     """Resolve ``model`` (a checkpoint folder, a shipped model name, or a loaded model) and its
     tokenizer (``tokenizer`` if given: a name, a file or a Tokenizer; else the checkpoint's
     ``tokenizer.json``). Returns ``(model, tokenizer, source_dir or None)``."""
@@ -157,6 +185,12 @@ def load_model_and_tokenizer(model: Any, tokenizer: Any = None, map_location: st
     if tokenizer.vocab_size > vocab:
         raise EmbedError(f"tokenizer {tokenizer.name!r} has {tokenizer.vocab_size} tokens but the model only "
                          f"{vocab}: not the tokenizer it was trained with")
+    from bioseq.tokenization import MultiOmicTokenizer
+
+    if isinstance(tokenizer, MultiOmicTokenizer):  # the checkpoint's default modality unless told
+        tokenizer = _ModalityView(tokenizer, modality or tokenizer.default_modality)
+    elif modality is not None:
+        raise EmbedError(f"modality {modality!r} applies to multi-omic tokenizers only; {tokenizer.name!r} has one alphabet")
     return model, tokenizer, source
 
 
@@ -335,20 +369,23 @@ def iter_embedding_chunks(
     progress: bool = False,
     source_name: str = "input",
     shard: tuple[int, int] | None = None,
+    modality: str | None = None,
 ) -> Iterator[tuple[int, list[Embedding]]]:
     """Embed ``records`` chunk by chunk: yields ``(chunk_index, embeddings)`` in input order.
 
     Reads about ``chunk_tokens`` tokens of records at a time and embeds them together (windows of
     the whole chunk bucketed by length). With ``shard=(rank, world)`` only the chunks whose index
     is ``rank`` modulo ``world`` are embedded (every record is still read and tokenized, so
-    chunk boundaries, and errors, are the same on every process).
+    chunk boundaries, and errors, are the same on every process). ``modality`` (``dna``, ``rna``,
+    ``protein``) says what the records are for a multi-omic checkpoint (default: its tokenizer's
+    default modality).
     """
     import torch
     from tqdm.auto import tqdm
 
     from bioseq.tokenization import TokenizerError
 
-    model, tok, source = load_model_and_tokenizer(model, tokenizer)
+    model, tok, source = load_model_and_tokenizer(model, tokenizer, modality=modality)
     window = int(window or training_window(model, source))
     overlap = window // 4 if overlap is None else int(overlap)
     pooling = pooling or default_pooling(model)
@@ -403,6 +440,7 @@ def embed(
     batch_size: int = 32,
     device: str | None = None,
     progress: bool = False,
+    modality: str | None = None,
 ) -> np.ndarray | list[np.ndarray]:
     """Embed sequences with a pretrained model.
 
@@ -419,6 +457,8 @@ def embed(
         batch_size: windows per forward pass.
         device: ``cpu``, ``cuda`` ... (default: CUDA when available).
         progress: show a progress bar on stderr.
+        modality: ``dna``, ``rna`` or ``protein`` for a multi-omic checkpoint (default: its
+            tokenizer's default modality); an error for single-alphabet tokenizers.
     Returns:
         ``(N, d)`` float32 array in input order, or a list of ``(L_i, d)`` arrays with ``per_token``.
     Raises:
@@ -426,7 +466,7 @@ def embed(
     """
     out = [e.vector for e in iter_embeddings(model, seqs, tokenizer=tokenizer, window=window, overlap=overlap,
                                              pooling=pooling, rc=rc, per_token=per_token, batch_size=batch_size,
-                                             device=device, progress=progress)]
+                                             device=device, progress=progress, modality=modality)]
     if per_token:
         return out
     return np.stack(out) if out else np.zeros((0, 0), np.float32)

@@ -110,7 +110,8 @@ def one_thread():
 def tiny_checkpoint(tmp_path_factory):
     """``tiny_checkpoint(kind) -> folder``: a small saved model with its ``tokenizer.json``, as
     ``recipes/pretrain.py`` exports them. ``kind``: ``clm`` (causal Transformer, dna-char),
-    ``mlm`` (bidirectional, dna-char) or ``protein`` (bidirectional masked LM, protein-esm).
+    ``mlm`` (bidirectional, dna-char), ``protein`` (bidirectional masked LM, protein-esm) or
+    ``multiomic`` (bidirectional masked LM, the joint tagged vocabulary).
     Untrained (seeded) weights: tests compare computations, not quality. Built once per session."""
     import torch
 
@@ -121,7 +122,7 @@ def tiny_checkpoint(tmp_path_factory):
 
     def make(kind: str = "clm") -> Path:
         if kind not in made:
-            tok = get_tokenizer("protein-esm" if kind == "protein" else "dna-char")
+            tok = get_tokenizer({"protein": "protein-esm", "multiomic": "multiomic"}.get(kind, "dna-char"))
             torch.manual_seed(0)
             backbone = build_backbone("transformer-tiny", vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id,
                                       d_model=16, n_layer=1, n_head=2, bidirectional=kind != "clm")

@@ -26,6 +26,8 @@ def command(
                              metavar="OUT"),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer name or file (default: the checkpoint's tokenizer.json).",
                                   metavar="NAME"),
+    modality: str = typer.Option(None, "--modality", help="dna, rna or protein: what the records are, for a multi-omic "
+                                 "checkpoint (default: its tokenizer's default).", metavar="KIND"),
     window: int = typer.Option(None, "--window", help="Tokens per window, specials included (default: the training window).",
                                metavar="N"),
     overlap: int = typer.Option(None, "--overlap", help="Tokens shared by consecutive windows (default: window / 4).",
@@ -59,10 +61,10 @@ def command(
 
         if threads:
             torch.set_num_threads(threads)
-        attrs = {"model": str(model), "pooling": pooling, "rc": rc, "per_token": per_token, "input": str(fasta)}
+        attrs = {"model": str(model), "modality": modality, "pooling": pooling, "rc": rc, "per_token": per_token, "input": str(fasta)}
         n = embed_file(model, fasta, out, per_token=per_token, attrs=attrs, tokenizer=tokenizer, window=window,
                        overlap=overlap, pooling=pooling, rc=rc, batch_size=batch_size, device=device,
-                       chunk_tokens=chunk_tokens, progress=not quiet)
+                       chunk_tokens=chunk_tokens, progress=not quiet, modality=modality)
     except (EmbedError, SequenceFormatError, FileNotFoundError, OSError) as e:
         fail(str(e))
     if n is not None and not quiet:  # None: a non-main process of `accelerate launch`

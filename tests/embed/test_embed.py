@@ -146,6 +146,32 @@ def test_cli_protein_fasta(tiny_checkpoint, tmp_path):
     assert np.load(tmp_path / "p.npy").shape == (2, 16)
 
 
+def test_multiomic_checkpoint_embeds_each_window_with_its_modality_tag(tiny_checkpoint, tmp_path):
+    ckpt = tiny_checkpoint("multiomic")
+    tok = load_tokenizer(ckpt / "tokenizer.json")
+    prot = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
+    model = load_pretrained(ckpt).eval()
+    ids = torch.as_tensor(tok.encode(prot, modality="protein"))[None]  # [CLS] <protein> body [SEP]
+    with torch.no_grad():
+        h = model.backbone(ids)[0, 2 : 2 + len(prot)].numpy()
+    np.testing.assert_allclose(embed(ckpt, [prot], modality="protein", window=64)[0], h.mean(0), atol=1e-5)
+    # windows shorter than the protein: each is [CLS] <protein> piece [SEP], never a bare piece
+    per = embed(ckpt, [prot], modality="protein", window=14, overlap=0, per_token=True)[0]
+    piece = torch.as_tensor(tok.encode(prot[11:22], modality="protein"))[None]
+    with torch.no_grad():
+        want = model.backbone(piece)[0, 2:13].numpy()
+    np.testing.assert_allclose(per[11:22], want, atol=1e-5)
+    # a protein read as DNA (the tokenizer's default) fails naming the record; the CLI takes --modality
+    with pytest.raises(EmbedError, match="record 'p1'"):
+        embed(ckpt, [("p1", prot)])
+    fa = _fasta(tmp_path / "p.fa", [prot, "MSTNPKPQRK"])
+    r = CliRunner().invoke(app, ["embed", "-m", str(ckpt), str(fa), "-o", str(tmp_path / "p.npy"), "-q", "--modality", "protein"])
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "p.npy").shape == (2, 16)
+    with pytest.raises(EmbedError, match="multi-omic tokenizers only"):
+        embed(tiny_checkpoint("protein"), [prot], modality="protein")
+
+
 @pytest.mark.parametrize("case", ["bad_char", "no_model", "bad_ext", "not_fasta", "per_token_npy", "missing_input"])
 def test_cli_bad_input_one_line_error_nothing_written(tiny_checkpoint, tmp_path, case):
     ckpt = tiny_checkpoint("clm")
