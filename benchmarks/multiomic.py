@@ -9,13 +9,16 @@ Every number comes from this one run, baselines included, on the same folds:
   clustered at >= 40% identity, clusters kept whole) and, beside it, a leaky random 5-fold split
   over rows. Models: mean predictor, k-mer composition + ridge, k-mer + gradient boosting, a
   DeePNAP-style CNN, and the multi-omic Transformer (joint tagged pair, optionally initialised
-  from a multi-omic MLM checkpoint).
+  from a multi-omic MLM checkpoint); with ``--protein-model`` (a shipped protein masked LM such
+  as ``protein-mlm-uniprot-tiny``) also gradient boosting on k-mers + the model's frozen
+  mean-pooled protein embedding, and the same with the architecture's random weights (control).
 * ddG: pairs derived from ProNAB (same protein, equal-length nucleic acids 1-2 substitutions
   apart), 5-fold by the same protein clusters; siamese model with the consistency loss vs the
   ridge dG model's difference and the zero predictor.
 * Binding residues: train on DNAreader's training+validation files, test on its test files and on
   the 72 HADDOCK chains, each test protein kept only if < 40% identical to every training
-  protein; AUROC/AUPRC vs a composition/position logistic regression.
+  protein; AUROC/AUPRC vs a composition/position logistic regression (with ``--protein-model``:
+  also that regression with the protein masked LM's per-residue states added).
 * Attribution: integrated gradients of a dG model trained on ProNAB proteins < 40% identical to
   the HADDOCK chains; residues ranked by attribution, scored against the 4.5 A contact labels.
 
@@ -190,6 +193,34 @@ def cached_identity(cache: Path, a: list[str], b: list[str] | None = None) -> np
     return m
 
 
+def protein_embeddings(args, proteins: list[str], per_token: bool = False, random_weights: bool = False):
+    """Frozen embeddings of ``proteins`` by ``--protein-model`` (mean-pooled ``(N, d)``, or
+    per residue), or by the same architecture with seeded random weights; cached on disk."""
+    import hashlib
+
+    import bioseq
+    from bioseq.embeddings import load_model_and_tokenizer
+    from bioseq.models import MaskedLM
+
+    model, tok, source = load_model_and_tokenizer(args.protein_model, modality="protein")
+    ident = (source / "model.safetensors").stat().st_mtime_ns if source is not None else 0
+    key = hashlib.sha1(f"{args.protein_model}|{ident}|{per_token}|{random_weights}|".encode() + "\n".join(proteins).encode()).hexdigest()[:16]
+    f = Path(args.cache) / f"protemb_{key}.npz"
+    if f.exists():
+        z = np.load(f)
+        return [z[f"a{i}"] for i in range(len(proteins))] if per_token else z["a"]
+    if random_weights:
+        torch.manual_seed(0)
+        model = MaskedLM(type(model.backbone)(model.backbone.config)).eval()
+    out = bioseq.embed(model, proteins, tokenizer=tok._tok, modality="protein", window=512, batch_size=8,
+                       per_token=per_token)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.parent / f".{f.name}.{os.getpid()}.npz"
+    np.savez(tmp, **({f"a{i}": a for i, a in enumerate(out)} if per_token else {"a": out}))
+    os.replace(tmp, f)
+    return out
+
+
 def keep_dissimilar(ctx: Ctx, candidates: list[str], reference: list[str]) -> np.ndarray:
     """Keep-mask over ``candidates``: False where one reaches the identity threshold to any
     ``reference`` protein (the held-out filter; same rule as ``split.drop_similar``, cached)."""
@@ -198,7 +229,8 @@ def keep_dissimilar(ctx: Ctx, candidates: list[str], reference: list[str]) -> np
     return np.array([ok[c] for c in candidates], dtype=bool)
 
 
-DG_MODELS = ["mean predictor", "k-mer + ridge", "k-mer + gradient boosting", "DeePNAP-style CNN", "multi-omic Transformer"]
+PLM_DG = {"pretrained": "k-mer + protein-MLM embedding, gradient boosting",
+          "random": "k-mer + random-weight embedding, gradient boosting (control)"}
 
 
 def dg_fold(ctx: Ctx, recs, X, seqs, folds, k: int) -> dict[str, dict[str, float]]:
@@ -216,6 +248,9 @@ def dg_fold(ctx: Ctx, recs, X, seqs, folds, k: int) -> dict[str, dict[str, float
     preds["k-mer + ridge"] = ridge.predict(X[te])
     gb = HistGradientBoostingRegressor(max_iter=a.gb_iters, learning_rate=0.1, random_state=k).fit(X[tr], y[tr])
     preds["k-mer + gradient boosting"] = gb.predict(X[te])
+    for kind, XE in (_G.get("XE") or {}).items():  # the same booster on k-mers + a frozen protein embedding
+        gbe = HistGradientBoostingRegressor(max_iter=a.gb_iters, learning_rate=0.1, random_state=k).fit(XE[tr], y[tr])
+        preds[PLM_DG[kind]] = gbe.predict(XE[te])
     sub = np.random.default_rng(k).choice(tr, min(len(tr), a.train_rows), replace=False)
     P, Q = [recs[i] for i in sub], [recs[i] for i in te]
     cnn, mu, sd = fit_deepnap([r.protein for r in P], [r.na + r.na2 for r in P], [r.na_type == "RNA" for r in P],
@@ -225,7 +260,7 @@ def dg_fold(ctx: Ctx, recs, X, seqs, folds, k: int) -> dict[str, dict[str, float
                                                  [r.na_type == "RNA" for r in Q], device=ctx.device, lp=a.max_protein_len)
     model = train_pair_regressor(ctx, [seqs[i] for i in tr], y[tr], seed=k)
     preds["multi-omic Transformer"] = predict_pairs(ctx, model, [seqs[i] for i in te])
-    return {n: reg_metrics(y[te], preds[n]) for n in DG_MODELS}
+    return {n: reg_metrics(y[te], preds[n]) for n in preds}
 
 
 def dg_report(n_recs: int, results: dict[str, list[dict]], report: list[str]) -> None:
@@ -233,7 +268,7 @@ def dg_report(n_recs: int, results: dict[str, list[dict]], report: list[str]) ->
     report.append(f"{n_recs} ProNAB measurements after cleaning; metrics are the mean (± sd) over the 5 test folds.\n")
     for split, per_fold in results.items():
         report.append(f"\n### {split}\n\n| model | Pearson r | Spearman | RMSE | MAE |\n|---|---|---|---|---|")
-        for n in DG_MODELS:
+        for n in per_fold[0]:
             cells = []
             for key in ("pearson", "spearman", "rmse", "mae"):
                 v = np.array([m[n][key] for m in per_fold], float)
@@ -395,6 +430,20 @@ def run_residues(ctx: Ctx, shared: Path) -> list[str]:
         print(f"residues {name}: {len(held[name])}/{len(items)} held out (< {DEFAULT_IDENTITY:.0%} identity to training)", flush=True)
     print(f"residues identity filter: {time.time() - t0:.0f}s", flush=True)
     base = fit_composition_baseline(train)
+    plm = None
+    if ctx.args.protein_model:  # the same regression with the protein masked LM's per-residue states added
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        def plm_features(items):
+            states = protein_embeddings(ctx.args, [r.protein for r in items], per_token=True)
+            return [np.concatenate([residue_window_features(r.protein), h], 1) for r, h in zip(items, states, strict=True)]
+
+        X = np.concatenate(plm_features(train))
+        y = np.concatenate([np.array(r.labels) for r in train])
+        plm = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.1, class_weight="balanced"))
+        plm.fit(X[y != IGNORE_INDEX], y[y != IGNORE_INDEX])
     model = train_binding(ctx, train, seed=0)
     report.append("## Binding residues, held-out proteins\n")
     report.append(f"Trained on {len(train)} DNAreader training/validation proteins; test proteins kept only when "
@@ -404,7 +453,11 @@ def run_residues(ctx: Ctx, shared: Path) -> list[str]:
         b = score_items(items, [base.decision_function(residue_window_features(r.protein)) for r in items])
         m = score_items(items, predict_binding(ctx, model, items))
         n_res = sum(sum(y != IGNORE_INDEX for y in r.labels) for r in items)
-        for label, mm in (("composition/position logistic regression", b), ("multi-omic Transformer, binding-site head", m)):
+        rows = [("composition/position logistic regression", b), ("multi-omic Transformer, binding-site head", m)]
+        if plm is not None:
+            rows.append(("composition/position + protein-MLM states, logistic regression",
+                         score_items(items, [plm.decision_function(x) for x in plm_features(items)])))
+        for label, mm in rows:
             report.append(f"| {name} | {len(items)} | {n_res} | {mm['prevalence']:.3f} | {label} | {fmt(mm['auroc'])} | {fmt(mm['auprc'])} |")
     report.append("")
     return report
@@ -479,7 +532,7 @@ def _run_job(job: tuple):
     if job[0] == "dg":
         out = dg_fold(ctx, g["recs"], g["X"], g["seqs"], g["splits"][job[1]], job[2])
         print(f"dG {job[1]} fold {job[2]} ({time.time() - t0:.0f}s): "
-              + ", ".join(f"{n} r={out[n]['pearson']:.3f}" for n in DG_MODELS), flush=True)
+              + ", ".join(f"{n} r={m['pearson']:.3f}" for n, m in out.items()), flush=True)
         return out
     if job[0] == "ddg":
         recs, folds = g["recs"], g["folds"]
@@ -498,6 +551,8 @@ def main(argv=None) -> None:
     ap.add_argument("--shared", default=os.environ.get("BIOSEQ_SHARED", str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--init", default=None, help="multi-omic MLM checkpoint folder (recipes/pretrain_multiomic.py output)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--protein-model", default=None, help="protein masked LM (shipped name or folder) whose frozen "
+                    "embeddings feed extra dG and binding-residue rows, e.g. protein-mlm-uniprot-tiny")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--threshold", type=float, default=DEFAULT_IDENTITY)
     ap.add_argument("--epochs", type=int, default=2)
@@ -506,7 +561,7 @@ def main(argv=None) -> None:
     ap.add_argument("--train-rows", type=int, default=1000, help="training rows drawn per epoch (Transformer) / in all (CNN)")
     ap.add_argument("--ddg-epochs", type=int, default=2)
     ap.add_argument("--residue-epochs", type=int, default=2)
-    ap.add_argument("--ig-steps", type=int, default=8)
+    ap.add_argument("--ig-steps", type=int, default=64, help="trapezoid steps of integrated gradients (completeness)")
     ap.add_argument("--d-model", type=int, default=32)
     ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--n-head", type=int, default=2)
@@ -573,6 +628,13 @@ def main(argv=None) -> None:
     if "dg" in parts:
         _G["X"] = np.stack([pair_kmer_features(r.protein, r.na, r.na2, r.na_type == "RNA") for r in recs])
         _G["seqs"] = encode_records(recs, a.max_protein_len)
+        if a.protein_model:
+            t0 = time.time()
+            _G["XE"] = {}
+            for kind in ("pretrained", "random"):
+                E = dict(zip(uniq, protein_embeddings(a, uniq, random_weights=kind == "random"), strict=True))
+                _G["XE"][kind] = np.concatenate([_G["X"], np.stack([E[r.protein] for r in recs])], 1)
+            print(f"protein embeddings of {len(uniq)} ProNAB proteins: {time.time() - t0:.0f}s", flush=True)
     results: dict = {}
     if a.workers > 1:
         import multiprocessing as mp
