@@ -57,7 +57,12 @@ from bioseq.multiomic.data import (  # noqa: E402
     load_residue_labels,
 )
 from bioseq.multiomic.heads import BindingSiteClassifier, PairRegressor, SiameseDDG  # noqa: E402
-from bioseq.multiomic.split import DEFAULT_IDENTITY, pairwise_identity, protein_disjoint_folds  # noqa: E402
+from bioseq.multiomic.split import (  # noqa: E402
+    DEFAULT_IDENTITY,
+    identity_clusters,
+    pairwise_identity,
+    protein_disjoint_folds,
+)
 from bioseq.multiomic.tokens import encode_pair, encode_single, get_joint_vocab, pad_batch  # noqa: E402
 
 TOK = get_joint_vocab()
@@ -396,7 +401,20 @@ def predict_binding(ctx: Ctx, model, items) -> list[np.ndarray]:
     return out
 
 
+def fit_residue_lr(train_items, features):
+    """Class-balanced logistic regression on standardised per-residue ``features(items)``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.concatenate(features(train_items))
+    y = np.concatenate([np.array(r.labels) for r in train_items])
+    keep = y != IGNORE_INDEX
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.1, class_weight="balanced")).fit(X[keep], y[keep])
+
+
 def fit_composition_baseline(train_items):
+    """The composition/position baseline of the attribution section (unscaled, C = 1)."""
     from sklearn.linear_model import LogisticRegression
 
     X = np.concatenate([residue_window_features(r.protein) for r in train_items])
@@ -429,36 +447,60 @@ def run_residues(ctx: Ctx, shared: Path) -> list[str]:
         held[name] = [r for r, k in zip(items, keep, strict=True) if k and any(y == 1 for y in r.labels)]
         print(f"residues {name}: {len(held[name])}/{len(items)} held out (< {DEFAULT_IDENTITY:.0%} identity to training)", flush=True)
     print(f"residues identity filter: {time.time() - t0:.0f}s", flush=True)
-    base = fit_composition_baseline(train)
-    plm = None
-    if ctx.args.protein_model:  # the same regression with the protein masked LM's per-residue states added
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
+    # per-residue logistic regressions: window composition/position features, and with
+    # --protein-model the same features + the protein masked LM's per-residue states
+    feature_sets = {"composition/position logistic regression": lambda items: [residue_window_features(r.protein) for r in items]}
+    if ctx.args.protein_model:
         def plm_features(items):
             states = protein_embeddings(ctx.args, [r.protein for r in items], per_token=True)
             return [np.concatenate([residue_window_features(r.protein), h], 1) for r, h in zip(items, states, strict=True)]
 
-        X = np.concatenate(plm_features(train))
-        y = np.concatenate([np.array(r.labels) for r in train])
-        plm = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.1, class_weight="balanced"))
-        plm.fit(X[y != IGNORE_INDEX], y[y != IGNORE_INDEX])
+        feature_sets["composition/position + protein-MLM states, logistic regression"] = plm_features
+
+    def score_lr(fit, feats, items):
+        return score_items(items, [fit.decision_function(x) for x in feats(items)])
+
+    fits = {n: fit_residue_lr(train, f) for n, f in feature_sets.items()}
     model = train_binding(ctx, train, seed=0)
     report.append("## Binding residues, held-out proteins\n")
     report.append(f"Trained on {len(train)} DNAreader training/validation proteins; test proteins kept only when "
                   f"< {DEFAULT_IDENTITY:.0%} identical to every training protein. Per-residue scores pooled over proteins.\n")
     report.append("| test set | proteins | residues | positives | model | AUROC | AUPRC |\n|---|---|---|---|---|---|---|")
+    full = {}
     for name, items in held.items():
-        b = score_items(items, [base.decision_function(residue_window_features(r.protein)) for r in items])
-        m = score_items(items, predict_binding(ctx, model, items))
         n_res = sum(sum(y != IGNORE_INDEX for y in r.labels) for r in items)
-        rows = [("composition/position logistic regression", b), ("multi-omic Transformer, binding-site head", m)]
-        if plm is not None:
-            rows.append(("composition/position + protein-MLM states, logistic regression",
-                         score_items(items, [plm.decision_function(x) for x in plm_features(items)])))
+        rows = [(n, score_lr(fits[n], f, items)) for n, f in feature_sets.items()]
+        rows.append(("multi-omic Transformer, binding-site head", score_items(items, predict_binding(ctx, model, items))))
         for label, mm in rows:
+            full[(label, name)] = mm["auroc"]
             report.append(f"| {name} | {len(items)} | {n_res} | {mm['prevalence']:.3f} | {label} | {fmt(mm['auroc'])} | {fmt(mm['auprc'])} |")
+    report.append("")
+    if ctx.args.quick:
+        return report
+    # learning curve: the regressions on nested fractions of the training proteins (whole identity
+    # clusters, two draws below the full set): does more data still help?
+    clusters = identity_clusters(train_seqs, identity_matrix=cached_identity(Path(ctx.args.cache), train_seqs))
+    report.append("### Learning curve (AUROC on the held-out proteins vs training proteins)\n")
+    report.append(f"Training proteins drawn as whole clusters at {DEFAULT_IDENTITY:.0%} identity ({clusters.max() + 1} clusters); "
+                  "mean of 2 draws below the full set.\n")
+    cols = [(n, t) for n in feature_sets for t in held]
+    report.append("| fraction | proteins | DNA-binding residues | " + " | ".join(f"{n}: {t}" for n, t in cols) + " |")
+    report.append("|---|---|---|" + "---|" * len(cols))
+    for frac in (0.125, 0.25, 0.5):
+        got: dict = {c: [] for c in cols}
+        sizes = []
+        for draw in range(2):
+            pick = set(np.random.default_rng(draw).permutation(clusters.max() + 1)[: max(1, int(frac * (clusters.max() + 1)))].tolist())
+            sub = [r for r, c in zip(train, clusters, strict=True) if c in pick]
+            sizes.append((len(sub), sum(sum(y == 1 for y in r.labels) for r in sub)))
+            for n, f in feature_sets.items():
+                fit = fit_residue_lr(sub, f)
+                for t, items in held.items():
+                    got[(n, t)].append(score_lr(fit, f, items)["auroc"])
+        report.append(f"| {frac:g} | {np.mean([a for a, _ in sizes]):.0f} | {np.mean([b for _, b in sizes]):.0f} | "
+                      + " | ".join(fmt(np.mean(got[c])) for c in cols) + " |")
+    n_pos = sum(sum(y == 1 for y in r.labels) for r in train)
+    report.append(f"| 1 | {len(train)} | {n_pos} | " + " | ".join(fmt(full[c]) for c in cols) + " |")
     report.append("")
     return report
 
