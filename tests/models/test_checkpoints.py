@@ -109,3 +109,28 @@ def test_models_cli_lists_and_verifies_shipped_checkpoints():
     assert r.stdout.count(": ok") == len(shipped)
     r = runner.invoke(app, ["models", "info", "no-such-model"])
     assert r.exit_code == 1 and "no-such-model" in r.output
+
+
+@pytest.mark.parametrize("name", ["dna-clm-bacteria-tiny", "protein-mlm-uniprot-tiny"])
+def test_every_shipped_checkpoint_verifies_loads_and_fits(name):
+    info = get_checkpoint(name)
+    verify(info)  # sha256 of the weights matches the card
+    assert (info.path / "model.safetensors").stat().st_size <= 10 * 2**20
+    assert info.heldout and info.tokens > 0 and info.steps > 0 and (info.path / "README.md").read_text().startswith(f"# {name}")
+    model = load_pretrained(name)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # fp16 on disk, fp32 in memory
+    assert model.backbone.num_parameters() == info.params
+
+
+def test_shipped_protein_model_beats_composition_and_embeds_proteins_by_default():
+    import numpy as np
+
+    import bioseq
+
+    info = get_checkpoint("protein-mlm-uniprot-tiny")
+    h = info.heldout
+    assert h["masked-token loss (nats)"] < h["amino-acid frequency loss (nats)"] - 0.1
+    # its tokenizer reads bare sequences as protein: no modality needed, and each window is tagged
+    e = bioseq.embed("protein-mlm-uniprot-tiny", ["MKTAYIAKQRQISFVKSHFSRQ", "MSTNPKPQRKTKRNTNRRPQDVKFPGG"])
+    assert e.shape == (2, load_pretrained("protein-mlm-uniprot-tiny").backbone.config.d_model)
+    assert np.isfinite(e).all() and not np.allclose(e[0], e[1])
