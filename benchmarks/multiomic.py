@@ -217,8 +217,7 @@ def protein_embeddings(args, proteins: list[str], per_token: bool = False, rando
     if random_weights:
         torch.manual_seed(0)
         model = MaskedLM(type(model.backbone)(model.backbone.config)).eval()
-    out = bioseq.embed(model, proteins, tokenizer=tok._tok, modality="protein", window=512, batch_size=8,
-                       per_token=per_token)
+    out = bioseq.embed(model, proteins, tokenizer=tok, window=512, batch_size=8, per_token=per_token)
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.parent / f".{f.name}.{os.getpid()}.npz"
     np.savez(tmp, **({f"a{i}": a for i, a in enumerate(out)} if per_token else {"a": out}))
@@ -451,9 +450,12 @@ def run_residues(ctx: Ctx, shared: Path) -> list[str]:
     # --protein-model the same features + the protein masked LM's per-residue states
     feature_sets = {"composition/position logistic regression": lambda items: [residue_window_features(r.protein) for r in items]}
     if ctx.args.protein_model:
+        # every protein embedded once (the learning curve reuses them for its subsets)
+        every = sorted({r.protein for r in train} | {r.protein for items in held.values() for r in items})
+        states = dict(zip(every, protein_embeddings(ctx.args, every, per_token=True), strict=True))
+
         def plm_features(items):
-            states = protein_embeddings(ctx.args, [r.protein for r in items], per_token=True)
-            return [np.concatenate([residue_window_features(r.protein), h], 1) for r, h in zip(items, states, strict=True)]
+            return [np.concatenate([residue_window_features(r.protein), states[r.protein]], 1) for r in items]
 
         feature_sets["composition/position + protein-MLM states, logistic regression"] = plm_features
 

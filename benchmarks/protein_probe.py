@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     from sklearn.preprocessing import StandardScaler
 
     import bioseq
+    from bioseq.embeddings import load_model_and_tokenizer
     from bioseq.io.atomic import atomic_file
-    from bioseq.models import load_pretrained
     from bioseq.multiomic.baselines import AA20, kmer_composition
     from bioseq.multiomic.corpus import is_holdout
 
@@ -93,17 +93,14 @@ def main(argv: list[str] | None = None) -> None:
     feats = {"amino-acid composition": np.stack([kmer_composition(s, AA20, 1) for s in seqs])}
     feats["amino-acid + dipeptide composition"] = np.concatenate(
         [feats["amino-acid composition"], np.stack([kmer_composition(s, AA20, 2) for s in seqs])], 1)
-    model = load_pretrained(a.model).eval()
+    model, tok, _ = load_model_and_tokenizer(a.model, modality="protein")
+    model.eval()
     t1 = time.time()
-    emb = bioseq.embed(a.model, list(seqs), modality="protein", window=512, batch_size=8)
+    emb = bioseq.embed(model, list(seqs), tokenizer=tok, window=512, batch_size=8)
     t_embed = time.time() - t1
     torch.manual_seed(a.seed)  # the same architecture, untrained: what pretraining adds
     rand = type(model)(type(model.backbone)(model.backbone.config)).eval()
-    from bioseq.embeddings import load_model_and_tokenizer
-
-    _, tok, _ = load_model_and_tokenizer(a.model)
-    emb_rand = bioseq.embed(rand, list(seqs), tokenizer=tok._tok if hasattr(tok, "_tok") else tok, modality="protein",
-                            window=512, batch_size=8)
+    emb_rand = bioseq.embed(rand, list(seqs), tokenizer=tok, window=512, batch_size=8)
     feats["frozen embeddings, random weights (control)"] = emb_rand
     feats["frozen embeddings (mean-pooled)"] = emb
     feats["frozen embeddings + amino-acid composition"] = np.concatenate([emb, feats["amino-acid composition"]], 1)

@@ -157,8 +157,10 @@ def load_model_and_tokenizer(model: Any, tokenizer: Any = None, map_location: st
     tokenizer (``tokenizer`` if given: a name, a file or a Tokenizer; else the checkpoint's
     ``tokenizer.json``). Returns ``(model, tokenizer, source_dir or None)``."""
     from bioseq.models import load_pretrained
-    from bioseq.tokenization import Tokenizer, get_tokenizer
+    from bioseq.tokenization import MultiOmicTokenizer, Tokenizer, get_tokenizer
 
+    if isinstance(tokenizer, _ModalityView):  # a view handed back: its joint tokenizer and modality
+        tokenizer, modality = tokenizer._tok, modality or tokenizer.modality
     source = None
     if isinstance(model, (str, os.PathLike)):
         source = Path(model)
@@ -185,8 +187,6 @@ def load_model_and_tokenizer(model: Any, tokenizer: Any = None, map_location: st
     if tokenizer.vocab_size > vocab:
         raise EmbedError(f"tokenizer {tokenizer.name!r} has {tokenizer.vocab_size} tokens but the model only "
                          f"{vocab}: not the tokenizer it was trained with")
-    from bioseq.tokenization import MultiOmicTokenizer
-
     if isinstance(tokenizer, MultiOmicTokenizer):  # the checkpoint's default modality unless told
         tokenizer = _ModalityView(tokenizer, modality or tokenizer.default_modality)
     elif modality is not None:

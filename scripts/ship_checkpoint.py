@@ -128,19 +128,24 @@ def finish(args, folder: Path, card: dict, lines: list[str], limitations: str) -
     print(f"shipped {info.name} -> {info.path} ({info.sha256[:12]}, {(info.path / 'model.safetensors').stat().st_size / 1e6:.1f} MB)")
 
 
-def heldout_metrics(folder: Path, cfg: dict, fasta: Path) -> dict:
-    """The recipe's held-out evaluation (same batches, fp32) of the model in ``folder``."""
+def multiomic_recipe():
+    """``recipes/pretrain_multiomic.py`` as a module: its data paths, batches and evaluation."""
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location("pretrain_multiomic", ROOT / "recipes/pretrain_multiomic.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
+def heldout_metrics(recipe, folder: Path, cfg: dict, fasta: Path) -> dict:
+    """The recipe's held-out evaluation (same batches, fp32) of the model in ``folder``."""
     import torch
 
     from bioseq.models import load_pretrained
     from bioseq.multiomic.corpus import MixedCorpus, ProteinCrops
     from bioseq.multiomic.tokens import get_joint_vocab
 
-    spec = importlib.util.spec_from_file_location("pretrain_multiomic", ROOT / "recipes/pretrain_multiomic.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
     d, seed = cfg["data"], int(cfg["seed"])
     tok = get_joint_vocab()
     held = ProteinCrops(fasta, max_len=d["protein_max_len"], holdout_frac=d["protein_holdout"], split="holdout")
@@ -158,12 +163,10 @@ def ship_protein_mlm(args) -> None:
     import math
     import re
     import shutil
-    import tempfile
     from collections import Counter
 
     from bioseq.models import load_pretrained
     from bioseq.multiomic.corpus import ProteinCrops
-    from bioseq.tokenization import load_tokenizer
     from bioseq.utils.recipe_config import load_recipe_config
 
     last = args.run / "last"
@@ -172,7 +175,8 @@ def ship_protein_mlm(args) -> None:
     d, t = cfg["data"], cfg["train"]
     if float(d["p_protein"]) < 1.0 or not d.get("protein_holdout"):
         raise SystemExit(f"{args.recipe}: not a protein-only run with held-out proteins (data.p_protein 1, data.protein_holdout > 0)")
-    fasta = Path(d["proteins"].replace("../shared/data", str(ROOT.parent / "shared" / "data")))
+    recipe = multiomic_recipe()
+    fasta = recipe.resolve(d["proteins"])  # as the run read it ($BIOSEQ_SHARED honoured)
     train = ProteinCrops(fasta, max_len=d["protein_max_len"], holdout_frac=d["protein_holdout"])
     held = ProteinCrops(fasta, max_len=d["protein_max_len"], holdout_frac=d["protein_holdout"], split="holdout")
     freq = Counter("".join(train.seqs))
@@ -182,10 +186,69 @@ def ship_protein_mlm(args) -> None:
     unigram = -sum(c * math.log(freq.get(a, 0.5) / total) for a, c in held_counts.items()) / n_held
     # weights ship in fp16 (half the size; loading casts them back to fp32), and the held-out
     # numbers on the card are measured with exactly those weights, on the recipe's eval batches
-    stage = Path(tempfile.mkdtemp(prefix=".ship-"))
+    stage = stage_protein_checkpoint(last)
+    try:
+        m = {**state["metrics"], **heldout_metrics(recipe, stage, cfg, fasta)}
+        steps = int(state["step"])
+        steps = int(state["step"])
+        mean_len = sum(min(len(s), d["protein_max_len"]) + 3 for s in train.seqs) / len(train.seqs)
+        tokens = int(steps * int(t["seqs_per_step"]) * mean_len)
+        minutes = None
+        if args.log and args.log.exists():
+            times = re.findall(r" ([0-9.]+)s$", args.log.read_text(), flags=re.M)
+            minutes = float(times[-1]) / 60 if times else None
+        model = load_pretrained(stage)
+        size = cfg["model"]["size"] + "".join(f" ({k}={v})" for k, v in (cfg["model"].get("overrides") or {}).items())
+        hardware = args.hardware + (f", {minutes:.0f} min" if minutes else "")
+        heldout = {"masked-token loss (nats)": round(m["loss"], 4), "masked-token accuracy": round(m["protein_acc"], 4),
+                   "amino-acid frequency loss (nats)": round(unigram, 4)}  # on the held-out proteins
+        card = {"task": "mlm", "size": size, "params": model.backbone.num_parameters(),
+                "tokenizer": "multiomic (default modality: protein)", "data": SOURCES["uniprot_mmseqs2_examples"],
+                "tokens": tokens, "steps": steps, "hardware": hardware, "heldout": heldout}
+        lines = [
+            f"# {args.name}", "",
+            f"A {card['params'] / 1e6:.2f} M-parameter bidirectional {size} masked language model of proteins, trained "
+            "with `recipes/pretrain_multiomic.py` in the project's joint DNA/RNA/protein vocabulary (so the "
+            "protein-nucleic-acid heads of `bioseq.multiomic` start from it). Load it with "
+            f"`load_pretrained(\"{args.name}\")`; embed proteins with `bioseq embed --model {args.name} proteins.fa -o out.npy`.", "",
+            "## Training", "",
+            f"- Data: {card['data']}: {len(train.seqs):,} proteins trained on, {len(held.seqs):,} held out "
+            f"({d['protein_holdout']:.0%} of the records, chosen by a hash of the accession).",
+            f"- {steps:,} optimizer steps of {t['seqs_per_step']} random crops of at most {d['protein_max_len']} residues "
+            f"packed into rows of {d['max_len']} tokens (about {tokens / 1e6:.0f} M tokens), {t['mlm_probability']:.0%} "
+            "of residues masked (80/10/10), AdamW with warm-up and cosine decay to 0.",
+            f"- Hardware: {hardware}.",
+            f"- Reproduce: `python recipes/pretrain_multiomic.py {args.recipe}`.",
+            *([f"- {args.note}"] if args.note else []),
+            "", "## Held-out scores", "",
+            f"On {len(held.seqs):,} proteins never trained on ({n_held:,} residues): masked-token cross-entropy "
+            "(lower is better) beside the amino-acid frequency of the training proteins, which is what a model "
+            "that learned nothing beyond composition would score.", "",
+            "| metric | model | amino-acid frequency |", "|---|---:|---:|",
+            f"| masked-token loss (nats) | {m['loss']:.4f} | {unigram:.4f} |",
+            f"| perplexity | {math.exp(m['loss']):.2f} | {math.exp(unigram):.2f} |",
+            f"| masked-token accuracy | {m['protein_acc']:.4f} | {max(freq.values()) / total:.4f} |",
+        ]
+        finish(args, stage, card, lines,
+               "Trained on 19k proteins for a few CPU hours: it knows residue statistics and short-range context, "
+               "not structure or function the way published protein language models (millions of sequences, "
+               "billions of tokens) do. No evolutionary information.")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def stage_protein_checkpoint(last: Path) -> Path:
+    """A temporary folder with ``last``'s weights in fp16, its config, and its tokenizer with
+    protein as the default modality (so ``bioseq embed --model NAME proteins.fa`` needs no flag)."""
+    import shutil
+    import tempfile
+
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
+    from bioseq.tokenization import load_tokenizer
+
+    stage = Path(tempfile.mkdtemp(prefix=".ship-"))
     with safe_open(str(last / "model.safetensors"), "pt") as fh:
         meta = fh.metadata()
     weights = load_file(str(last / "model.safetensors"))
@@ -193,55 +256,9 @@ def ship_protein_mlm(args) -> None:
               str(stage / "model.safetensors"), metadata=meta)
     shutil.copy2(last / "config.json", stage / "config.json")
     tok = load_tokenizer(last / "tokenizer.json")
-    tok.default_modality = "protein"  # `bioseq embed --model NAME proteins.fa` needs no --modality
+    tok.default_modality = "protein"
     tok.save(stage / "tokenizer.json")
-    m = {**state["metrics"], **heldout_metrics(stage, cfg, fasta)}
-    steps = int(state["step"])
-    mean_len = sum(min(len(s), d["protein_max_len"]) + 3 for s in train.seqs) / len(train.seqs)
-    tokens = int(steps * int(t["seqs_per_step"]) * mean_len)
-    minutes = None
-    if args.log and args.log.exists():
-        times = re.findall(r" ([0-9.]+)s$", args.log.read_text(), flags=re.M)
-        minutes = float(times[-1]) / 60 if times else None
-    model = load_pretrained(last)
-    size = cfg["model"]["size"] + "".join(f" ({k}={v})" for k, v in (cfg["model"].get("overrides") or {}).items())
-    hardware = args.hardware + (f", {minutes:.0f} min" if minutes else "")
-    heldout = {"masked-token loss (nats)": round(m["loss"], 4), "masked-token accuracy": round(m["protein_acc"], 4),
-               "amino-acid frequency loss (nats)": round(unigram, 4)}  # on the held-out proteins
-    card = {"task": "mlm", "size": size, "params": model.backbone.num_parameters(),
-            "tokenizer": "multiomic (default modality: protein)", "data": SOURCES["uniprot_mmseqs2_examples"],
-            "tokens": tokens, "steps": steps, "hardware": hardware, "heldout": heldout}
-    lines = [
-        f"# {args.name}", "",
-        f"A {card['params'] / 1e6:.2f} M-parameter bidirectional {size} masked language model of proteins, trained "
-        "with `recipes/pretrain_multiomic.py` in the project's joint DNA/RNA/protein vocabulary (so the "
-        "protein-nucleic-acid heads of `bioseq.multiomic` start from it). Load it with "
-        f"`load_pretrained(\"{args.name}\")`; embed proteins with `bioseq embed --model {args.name} proteins.fa -o out.npy`.", "",
-        "## Training", "",
-        f"- Data: {card['data']}: {len(train.seqs):,} proteins trained on, {len(held.seqs):,} held out "
-        f"({d['protein_holdout']:.0%} of the records, chosen by a hash of the accession).",
-        f"- {steps:,} optimizer steps of {t['seqs_per_step']} random crops of at most {d['protein_max_len']} residues "
-        f"packed into rows of {d['max_len']} tokens (about {tokens / 1e6:.0f} M tokens), {t['mlm_probability']:.0%} "
-        "of residues masked (80/10/10), AdamW with warm-up and cosine decay to 0.",
-        f"- Hardware: {hardware}.",
-        f"- Reproduce: `python recipes/pretrain_multiomic.py {args.recipe}`.",
-        *([f"- {args.note}"] if args.note else []),
-        "", "## Held-out scores", "",
-        f"On {len(held.seqs):,} proteins never trained on ({n_held:,} residues): masked-token cross-entropy "
-        "(lower is better) beside the amino-acid frequency of the training proteins, which is what a model "
-        "that learned nothing beyond composition would score.", "",
-        "| metric | model | amino-acid frequency |", "|---|---:|---:|",
-        f"| masked-token loss (nats) | {m['loss']:.4f} | {unigram:.4f} |",
-        f"| perplexity | {math.exp(m['loss']):.2f} | {math.exp(unigram):.2f} |",
-        f"| masked-token accuracy | {m['protein_acc']:.4f} | {max(freq.values()) / total:.4f} |",
-    ]
-    try:
-        finish(args, stage, card, lines,
-               "Trained on 19k proteins for a few CPU hours: it knows residue statistics and short-range context, "
-               "not structure or function the way published protein language models (millions of sequences, "
-               "billions of tokens) do. No evolutionary information.")
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    return stage
 
 
 if __name__ == "__main__":

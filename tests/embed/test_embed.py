@@ -155,6 +155,11 @@ def test_multiomic_checkpoint_embeds_each_window_with_its_modality_tag(tiny_chec
     with torch.no_grad():
         h = model.backbone(ids)[0, 2 : 2 + len(prot)].numpy()
     np.testing.assert_allclose(embed(ckpt, [prot], modality="protein", window=64)[0], h.mean(0), atol=1e-5)
+    # the resolved tokenizer can be handed back with a loaded model (e.g. for an untrained copy)
+    from bioseq.embeddings import load_model_and_tokenizer
+
+    _, view, _ = load_model_and_tokenizer(ckpt, modality="protein")
+    np.testing.assert_allclose(embed(model, [prot], tokenizer=view, window=64)[0], h.mean(0), atol=1e-5)
     # windows shorter than the protein: each is [CLS] <protein> piece [SEP], never a bare piece
     per = embed(ckpt, [prot], modality="protein", window=14, overlap=0, per_token=True)[0]
     piece = torch.as_tensor(tok.encode(prot[11:22], modality="protein"))[None]
