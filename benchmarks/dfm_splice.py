@@ -147,6 +147,8 @@ def main() -> None:
     ap.add_argument("--no-pos-emb", action="store_true", help="no position embedding in the CNN denoisers")
     ap.add_argument("--features", default="expanded", choices=["expanded", "log"], help="CNN input features")
     ap.add_argument("--time-scale", type=float, default=2.0, help="Dirichlet training times t = s * Exp(1) (0: uniform on [0, 8])")
+    ap.add_argument("--evidence", action=argparse.BooleanOptionalAction, default=True,
+                    help="Dirichlet FM adds the path's exact log-likelihood t log x to the denoiser's logits")
     ap.add_argument("--ar-d", type=int, default=48, help="width of the autoregressive transformer (2 layers)")
     ap.add_argument("--n-per-class", type=int, default=300)
     ap.add_argument("--steps", type=int, default=100, help="Euler steps for the flow models")
@@ -182,7 +184,7 @@ def main() -> None:
     path = DirichletPath(K=4, t_max=8.0, time_scale=args.time_scale)
     torch.manual_seed(args.seed)
     cnn = dict(K=4, d=args.d, num_classes=C, seq_len=0 if args.no_pos_emb else L, features=args.features)
-    dfm = FlowModel(path, DilatedCNN(**cnn), seq_len=L, class_names=names)
+    dfm = FlowModel(path, DilatedCNN(**cnn), seq_len=L, class_names=names, evidence=args.evidence)
     timings["dfm"] = train_flow(dfm, ids[tr], labels[tr], cfg_dropout=0.2, **budget)["seconds"]
     print(f"Dirichlet FM trained ({timings['dfm']:.0f}s, {dfm.denoiser.num_parameters()} parameters)", flush=True)
 

@@ -38,7 +38,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 DEFAULT_SIZES = ["transformer-tiny", "hyena-tiny", "mamba-tiny", "mamba2-tiny", "xlstm-tiny", "hnet-1stage-tiny",
                  "transformer-small", "hyena-small", "mamba-small", "mamba2-small", "xlstm-small"]
-MODES = ["fp32", "bf16", "bf16+compile"]
+MODES = ["fp32", "bf16", "bf16+compile", "fp32-eager-scan"]
+# fp32-eager-scan: Mamba-1 sizes only, fp32 with the selective scan run op by op
+# (BIOSEQ_FUSED_SCAN=0) instead of through its compiled block functions, the default when training
+# on CPU: the figure the compiled scan is measured against.
 
 
 def measure(size: str, modes: list[str], batch: int, length: int, steps: int, rounds: int, device: str = "cpu") -> dict:
@@ -54,6 +57,8 @@ def measure(size: str, modes: list[str], batch: int, length: int, steps: int, ro
     ids = torch.randint(7, 11, (batch, length), device=device)  # A, C, G, T ids of the character tokenizer
     runners, res = {}, {"size": size, "params_M": model.backbone.num_parameters() / 1e6}
     for mode in modes:
+        if mode == "fp32-eager-scan" and not (hasattr(cfg, "d_state") and getattr(cfg, "version", None) == 1):
+            continue
         fwd = model
         if mode.endswith("compile"):
             try:
@@ -61,9 +66,14 @@ def measure(size: str, modes: list[str], batch: int, length: int, steps: int, ro
             except Exception as e:  # noqa: BLE001 - reported, not fatal
                 res[mode] = {"error": f"{type(e).__name__}: {e}"[:200]}
                 continue
-        runners[mode] = (fwd, mode != "fp32")
+        runners[mode] = (fwd, mode not in ("fp32", "fp32-eager-scan"), mode == "fp32-eager-scan")
 
-    def step(fwd, bf16: bool) -> tuple[float, float]:
+    def step(fwd, bf16: bool, eager_scan: bool = False) -> tuple[float, float]:
+        env = os.environ.get("BIOSEQ_FUSED_SCAN")
+        if eager_scan:
+            os.environ["BIOSEQ_FUSED_SCAN"] = "0"
+        elif env == "0":
+            del os.environ["BIOSEQ_FUSED_SCAN"]
         t, c = time.perf_counter(), time.process_time()
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             loss = fwd(ids, labels=ids).loss
@@ -72,20 +82,25 @@ def measure(size: str, modes: list[str], batch: int, length: int, steps: int, ro
         opt.zero_grad(set_to_none=True)
         if device == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter() - t, time.process_time() - c
+        if env is None:
+            os.environ.pop("BIOSEQ_FUSED_SCAN", None)
+        else:
+            os.environ["BIOSEQ_FUSED_SCAN"] = env
+        return t, c
 
     times: dict[str, list[tuple[float, float]]] = {m: [] for m in runners}
-    for mode, (fwd, bf16) in list(runners.items()):  # warm-up (and compilation) outside the timing
+    for mode, (fwd, bf16, eager) in list(runners.items()):  # warm-up (and compilation) outside the timing
         try:
-            first = step(fwd, bf16)[0]
+            first = step(fwd, bf16, eager)[0]
             if mode.endswith("compile"):
                 res.setdefault("compile_s", first)
         except Exception as e:  # noqa: BLE001 - e.g. inductor without a C++ compiler
             res[mode] = {"error": f"{type(e).__name__}: {e}"[:200]}
             del runners[mode], times[mode]
     for _ in range(rounds):
-        for mode, (fwd, bf16) in runners.items():
-            times[mode] += [step(fwd, bf16) for _ in range(steps)]
+        for mode, (fwd, bf16, eager) in runners.items():
+            times[mode] += [step(fwd, bf16, eager) for _ in range(steps)]
     for mode, ts in times.items():
         best = min(w for w, _ in ts)
         # process CPU seconds (all threads) per step: the work done, steadier than wall time when
@@ -146,7 +161,8 @@ def main() -> None:
         machine = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     results = {"machine": machine,
                "batch": args.batch, "length": args.length,
-               "throughput": prev.get("throughput", []) if args.no_throughput else [],
+               # rows of sizes not measured this time are kept (re-measure some sizes, keep the rest)
+               "throughput": [r for r in prev.get("throughput", []) if args.no_throughput or r["size"] not in args.sizes],
                "quality": prev.get("quality", []) if args.no_quality else []}
     if not args.no_throughput:
         for size in args.sizes:
@@ -154,6 +170,7 @@ def main() -> None:
             modes = [m for m in args.modes if m != "bf16+compile" or args.compile_sizes is None or size in args.compile_sizes]
             r = measure(size, modes, args.batch, args.length, args.steps, args.rounds, args.device)
             r["load"] = [load, os.getloadavg()[0]]
+            r["threads"] = torch.get_num_threads()
             results["throughput"].append(r)
             cells = ", ".join(f"{m} {r[m]['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in r.get(m, {}) else f"{m} failed"
                               for m in args.modes)
@@ -198,6 +215,18 @@ def report(res: dict) -> str:
         load = " / ".join(f"{x:.1f}" for x in r.get("load", []))
         f32s = f"{f32:,.0f}" if f32 else "failed"
         lines.append(f"| {r['size']} | {r['params_M']:.2f} | {f32s} | {b} | {br} | {bc} | {c} | {cr} | {cc} | {comp} | {load} |")
+    eager = [r for r in res["throughput"] if "tokens_per_s" in r.get("fp32-eager-scan", {})]
+    if eager:
+        lines += ["", "Mamba-1's selective scan: op by op (`BIOSEQ_FUSED_SCAN=0`, the figure before the scan was "
+                  "compiled) against its compiled block functions (the default when training on CPU; both columns "
+                  "above use it).", "",
+                  "| size | fp32, eager scan tok/s | fp32 / eager | bf16 / eager | bf16+compile / eager |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in eager:
+            e = r["fp32-eager-scan"]["tokens_per_s"]
+            rat = [f"{r[m]['tokens_per_s'] / e:.2f}x" if "tokens_per_s" in r.get(m, {}) else "-"
+                   for m in ("fp32", "bf16", "bf16+compile")]
+            lines.append(f"| {r['size']} | {e:,.0f} | " + " | ".join(rat) + " |")
     errors = [(r["size"], m, r[m]["error"]) for r in res["throughput"] for m in MODES if "error" in r.get(m, {})]
     if errors:
         lines += ["", "Failures: " + "; ".join(f"{s} {m}: `{e}`" for s, m, e in errors)]

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     if mc.get("position_embedding") and den_cfg.get("arch") == "cnn":
         den_cfg["seq_len"] = L  # splice windows are aligned on the junction: absolute position is signal
     den = build_denoiser(den_cfg)
-    model = FlowModel(path, den, seq_len=L, class_names=names, decode=mc["decode"] or decode)
+    model = FlowModel(path, den, seq_len=L, class_names=names, decode=mc["decode"] or decode,
+                      evidence=bool(mc.get("evidence", True)) and isinstance(path, DirichletPath))
 
     # every stage: cosine decay to lr * min_lr_ratio at its last step (or when max_seconds runs out)
     # and the EMA of the weights is what gets saved; the constant-rate last iterate was far worse

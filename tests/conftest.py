@@ -12,6 +12,9 @@ from pathlib import Path
 # Idle OpenMP workers otherwise spin and steal the (two) cores from the thread doing the work;
 # must be set before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The Mamba-1 scan compiles its blocks when training on CPU (~10 s per shape); every test that
+# trains a Mamba would pay that. tests/models/test_mamba.py runs the compiled path explicitly.
+os.environ.setdefault("BIOSEQ_FUSED_SCAN", "0")
 
 import pytest
 

@@ -90,6 +90,10 @@ class FlowModel(nn.Module):
         kind: ``"flow"`` or ``"distilled"``.
         decode: the sampler's default decoding, ``"argmax"`` or ``"sample"`` (see
             :func:`bioseq.design.default_schedule`); the path's ``t_max`` is where sampling ends.
+        evidence: add the path's exact per-letter log-likelihood of ``x_t``
+            (:meth:`DirichletPath.log_evidence`, ``t log x``) to the denoiser's logits, so the
+            network learns only what the rest of the sequence says about each position (Dirichlet
+            path only). Measured in ``benchmarks/results/dfm/toy.md``.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class FlowModel(nn.Module):
         class_names: list[str] | None = None,
         kind: str = "flow",
         decode: str = "argmax",
+        evidence: bool = False,
     ) -> None:
         super().__init__()
         class_names = list(class_names or [])
@@ -112,7 +117,10 @@ class FlowModel(nn.Module):
             raise ValueError(f"FlowModel: kind must be 'flow' or 'distilled', got {kind!r}")
         if decode not in ("argmax", "sample"):
             raise ValueError(f"FlowModel: decode must be 'argmax' or 'sample', got {decode!r}")
+        if evidence and not hasattr(path, "log_evidence"):
+            raise ValueError(f"FlowModel: evidence=True needs a path with a closed-form likelihood (dirichlet), not {path.kind!r}")
         self.path, self.denoiser = path, denoiser
+        self.evidence = bool(evidence)
         self.seq_len, self.alphabet, self.class_names = seq_len, alphabet, class_names
         self.kind, self.decode = kind, decode
 
@@ -126,7 +134,10 @@ class FlowModel(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of ``p(x1 | x_t = x, t, cls)``: ``x (B, L, K)``, ``t (B,)`` path times."""
-        return self.denoiser(x, self.path.time_feature(t.to(torch.float64)).float(), cls)
+        logits = self.denoiser(x, self.path.time_feature(t.to(torch.float64)).float(), cls)
+        if self.evidence:
+            logits = logits + self.path.log_evidence(x.float(), t.float())
+        return logits
 
     def class_id(self, name_or_index: str | int) -> int:
         """Resolve a class by name (case-insensitive) or index, with a clear error."""
@@ -163,6 +174,7 @@ class FlowModel(nn.Module):
             "alphabet": self.alphabet,
             "class_names": self.class_names,
             "decode": self.decode,
+            "evidence": self.evidence,
         }
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -173,7 +185,7 @@ class FlowModel(nn.Module):
         return cls(
             build_path(cfg["path"]), build_denoiser(cfg["denoiser"]), seq_len=int(cfg["seq_len"]),
             alphabet=cfg["alphabet"], class_names=cfg.get("class_names", []), kind=cfg.get("kind", "flow"),
-            decode=cfg.get("decode", "argmax"),
+            decode=cfg.get("decode", "argmax"), evidence=bool(cfg.get("evidence", False)),
         )
 
     @classmethod

@@ -262,6 +262,14 @@ class DirichletPath:
         """What the denoiser's time embedding sees: ``log(1 + t)``."""
         return torch.log1p(t)
 
+    def log_evidence(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``log p(x_t = x | x1 = e_i)`` up to a term that is the same for every letter ``i``:
+        ``t log x_i`` (``x (B, L, K)``, ``t (B,)``). For any data distribution the posterior of one
+        position is this evidence plus a term that depends only on the other positions, since
+        ``p(x1 | x_t) ~ p(x1) prod_l x_{l, x1_l}^t``; a denoiser that adds it to its output has only
+        that second term left to learn (:class:`bioseq.design.FlowModel`, ``evidence=True``)."""
+        return t.to(x.dtype)[:, None, None] * torch.log(x.clamp_min(1e-30))
+
     def velocity(self, x: torch.Tensor, p: torch.Tensor, t: float) -> torch.Tensor:
         """Marginal field at ``x (B, L, K)`` given the posterior ``p`` and a scalar time ``t``."""
         if self.c_table:

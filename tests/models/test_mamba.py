@@ -18,6 +18,7 @@ from bioseq.models import (
     load_config,
     load_pretrained,
 )
+from bioseq.models import mamba
 from bioseq.models.mamba import DNA_COMPLEMENT_MAP, selective_scan, ssd_scan
 
 CMAP = torch.tensor(DNA_COMPLEMENT_MAP)
@@ -69,9 +70,11 @@ def test_selective_scan_equals_naive_recurrence(big_dt):
     assert torch.allclose(h.double(), h_ref, atol=1e-5, rtol=1e-5)
 
 
-def test_selective_scan_gradients_equal_naive():
+@pytest.mark.parametrize("fused", [False, True], ids=["eager", "compiled"])
+def test_selective_scan_gradients_equal_naive(fused):
+    # compiled: the inductor-fused block functions the scan uses when training on CPU
     ins = [t.requires_grad_() for t in _mamba1_inputs(torch.float64, L=97)]
-    y, h = selective_scan(*ins, chunk_size=32, return_final_state=True)
+    y, h = selective_scan(*ins, chunk_size=32, return_final_state=True, fused=fused)
     ((y**2).sum() + h.sum()).backward()
     fast = [t.grad.clone() for t in ins]
     for t in ins:
@@ -80,6 +83,7 @@ def test_selective_scan_gradients_equal_naive():
     ((y**2).sum() + h.sum()).backward()
     for name, a, b in zip("x dt A B C D".split(), fast, (t.grad for t in ins), strict=True):
         assert torch.allclose(a, b, atol=1e-9, rtol=1e-9), name
+    assert not mamba._FUSED_BROKEN, mamba._FUSED_BROKEN  # compiled, not the eager fallback
 
 
 def test_selective_scan_initial_state_continues_a_sequence():
