@@ -92,7 +92,7 @@ def build_path(setting: str, method: str, K: int, c_table: int, time_scale: floa
     if method == "linear":
         return LinearPath(K=K), "argmax"
     if setting == "uniform":
-        return DirichletPath(K=K, t_max=7.0, c_table=c_table, time_scale=time_scale), "argmax"
+        return DirichletPath(K=K, t_max=7.0, c_table=c_table, time_scale=time_scale, grid="linear"), "argmax"  # the paper's Euler steps on alpha
     t_max, decode = default_schedule(K)
     return DirichletPath(K=K, t_max=t_max, c_table=c_table), decode
 

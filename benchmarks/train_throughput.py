@@ -163,7 +163,7 @@ def main() -> None:
                "batch": args.batch, "length": args.length,
                # rows of sizes not measured this time are kept (re-measure some sizes, keep the rest)
                "throughput": [r for r in prev.get("throughput", []) if args.no_throughput or r["size"] not in args.sizes],
-               "quality": prev.get("quality", []) if args.no_quality else []}
+               "quality": [q for q in prev.get("quality", []) if args.no_quality or q["backbone"] not in args.quality_backbones]}
     if not args.no_throughput:
         for size in args.sizes:
             load = os.getloadavg()[0]

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 
 from bioseq.data import DistributedWindowSampler, GenomeWindowDataset, build_store
 from bioseq.eval import LN2, MarkovModel, best_order
+from bioseq.eval.markov import ContextModel, best_context
 from bioseq.eval.lm import causal_bits, masked_bits
 from bioseq.models import CausalLM, MaskedLM, build_backbone, load_config, mask_tokens
 from bioseq.models.heads import IGNORE_INDEX
@@ -287,16 +288,30 @@ def main(argv: list[str] | None = None) -> None:
         bpb = (bits / count.clamp_min(1)).item()
         return bpb, 2 ** bpb
 
-    if accelerator.is_main_process and ecfg.get("markov_baseline") and start_step == 0:
-        # Reference in the same run: the best order-k Markov chain fitted on the training windows'
-        # genomes, scored on the same held-out windows.
-        log.info("fitting order 0..%d Markov baselines on the training genomes", int(ecfg.get("markov_max_order", 10)))
-        chain = MarkovModel(int(ecfg.get("markov_max_order", 10))).fit(
-            [train_ds.store.fetch(int(i)) for i in train_ds.sampler.contig_ids])
-        for name, eval_ds in eval_dss.items():
-            mk, scores = best_order(chain, eval_ds.get_batch(list(range(len(eval_ds))))["seq"].numpy())
-            log.info("Markov baseline on %s windows: best k=%d, %.4f bits/base", name, mk.k, scores[mk.k])
-            metrics.log(step=0, split=f"markov_k{mk.k}" + name[len("valid"):], bits_per_base=f"{scores[mk.k]:.5f}")
+    logged = set()  # baselines already in metrics.csv (a resumed run)
+    if start_step and (out / "metrics.csv").exists():
+        with open(out / "metrics.csv", newline="") as fh:
+            logged = {r["split"].partition("_k")[0] for r in csv.DictReader(fh) if "_k" in r.get("split", "")}
+    if accelerator.is_main_process and ecfg.get("markov_baseline") and not logged >= {"markov", "context"}:
+        # References in the same run, fitted on the training windows' genomes and scored on the
+        # same held-out windows: the best order-k Markov chain and, for a masked LM (which sees
+        # both sides of a base), the best two-sided context model. Logged once per run (a resumed
+        # run started before a baseline existed logs it then).
+        train_seqs = [train_ds.store.fetch(int(i)) for i in train_ds.sampler.contig_ids]
+        windows = {name: eval_ds.get_batch(list(range(len(eval_ds))))["seq"].numpy() for name, eval_ds in eval_dss.items()}
+        if "markov" not in logged:
+            log.info("fitting order 0..%d Markov baselines on the training genomes", int(ecfg.get("markov_max_order", 10)))
+            chain = MarkovModel(int(ecfg.get("markov_max_order", 10))).fit(train_seqs)
+            for name, w in windows.items():
+                mk, scores = best_order(chain, w)
+                log.info("Markov baseline on %s windows: best k=%d, %.4f bits/base", name, mk.k, scores[mk.k])
+                metrics.log(step=0, split=f"markov_k{mk.k}" + name[len("valid"):], bits_per_base=f"{scores[mk.k]:.5f}")
+        if objective == "mlm" and "context" not in logged:
+            ctx = ContextModel(int(ecfg.get("context_max_order", 5))).fit(train_seqs)
+            for name, w in windows.items():
+                k, scores = best_context(ctx, w)
+                log.info("two-sided context baseline on %s windows: best k=%d, %.4f bits/base", name, k, scores[k])
+                metrics.log(step=0, split=f"context_k{k}" + name[len("valid"):], bits_per_base=f"{scores[k]:.5f}")
 
     # Save state on SIGTERM (SLURM pre-emption) as well as at normal exit.
     stop = {"now": False}

@@ -66,11 +66,12 @@ def main() -> None:
     seconds += prev or 0.0
     held = {r["split"].split(":")[-1]: float(r["bits_per_base"]) for r in rows
             if r["split"].startswith("valid") and int(r["step"]) == last_step}
-    markov = {}
-    for r in all_rows:  # logged once, at the start of the first segment
-        if r["split"].startswith("markov_k"):
-            k, _, s = r["split"][len("markov_k"):].partition(":")
-            markov[s or "valid"] = (int(k), float(r["bits_per_base"]))
+    markov, context = {}, {}
+    for r in all_rows:  # logged once per run
+        for prefix, table in (("markov_k", markov), ("context_k", context)):
+            if r["split"].startswith(prefix):
+                k, _, s = r["split"][len(prefix):].partition(":")
+                table[s or "valid"] = (int(k), float(r["bits_per_base"]))
     model = load_pretrained(args.run / "final")
     m, d = cfg["model"], cfg["data"]
     size = m["size"] + "".join(f" ({k}={v})" for k, v in (m.get("overrides") or {}).items())
@@ -82,6 +83,8 @@ def main() -> None:
         heldout[f"{s} bits/base"] = round(bpb, 4)
         if s in markov:
             heldout[f"{s} best Markov (k={markov[s][0]})"] = round(markov[s][1], 4)
+        if s in context:
+            heldout[f"{s} best two-sided context (k={context[s][0]})"] = round(context[s][1], 4)
     minutes = seconds / 60
     t = cfg["train"]
     tokens = last_step * int(t["batch_size"]) * int(t.get("grad_accum", 1)) * int(d["window"])
@@ -105,13 +108,22 @@ def main() -> None:
         f"- Reproduce: `accelerate launch recipes/pretrain.py --config {args.recipe}`.",
         *([f"- {args.note}"] if args.note else []),
         "", "## Held-out scores", "",
-        "Bits per base (lower is better) on windows of genomes never trained on, beside the best order-k "
-        "Markov chain fitted on the same training genomes and scored on the same windows in the same run.", "",
-        "| held-out set | genomes | model bits/base | best Markov bits/base |", "|---|---|---:|---:|",
+        *(["Bits per base (lower is better) on windows of genomes never trained on, beside the best order-k "
+           "Markov chain fitted on the same training genomes and scored on the same windows in the same run.", "",
+           "| held-out set | genomes | model bits/base | best Markov bits/base |", "|---|---|---:|---:|"]
+          if cfg["objective"] == "clm" else
+          ["Masked-base bits per base (lower is better; 15% of the positions of each window masked, as in "
+           "training) on windows of genomes never trained on, beside two baselines fitted on the same training "
+           "genomes and scored on the same windows in the same run: the best two-sided context model (the base "
+           "from k bases on each side; unlike the model it always sees the true neighbours, never masked ones) "
+           "and the best order-k Markov chain (left context only).", "",
+           "| held-out set | genomes | model bits/base | best two-sided context bits/base | best Markov bits/base |",
+           "|---|---|---:|---:|---:|"]),
     ]
     for s, bpb in held.items():
         mk = f"{markov[s][1]:.4f} (k={markov[s][0]})" if s in markov else "-"
-        lines.append(f"| {s} | {', '.join(sets.get(s, []))} | {bpb:.4f} | {mk} |")
+        cx = f"{context[s][1]:.4f} (k={context[s][0]})" if s in context else "-"
+        lines.append(f"| {s} | {', '.join(sets.get(s, []))} | {bpb:.4f} | " + (f"{cx} | " if cfg["objective"] != "clm" else "") + f"{mk} |")
     finish(args, args.run / "final", card, lines,
            "Trained on a few bacterial genomes at CPU scale: not a model of eukaryotic or viral sequence, not "
            "tested for variant-effect prediction, and far smaller than published genomic language models.")

@@ -27,6 +27,7 @@ geometrically in what the network has to resolve) and :meth:`LinearPath.time_fea
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -220,6 +221,11 @@ class DirichletPath:
             as ``s * Exp(1)`` (the paper's ``alpha = 1 + s Exp(1)``), which puts more of the
             training on early times, where the posterior is close to the data marginals and
             every sample's first decisions are made.
+        grid: the sampler's time steps: ``"log"`` (default) spaces them evenly in ``log(1 + t)``,
+            short where the posterior moves fastest (early) and long late; ``"linear"`` evenly in
+            ``t`` (the paper's Euler steps on ``alpha``). With the exact posterior and 19 steps on
+            peaked targets, ``"log"`` gave 1.0-2.3x the sampling floor where ``"linear"`` gave
+            1.6-9.8x (``benchmarks/results/dfm/toy.md``).
     """
 
     K: int = 4
@@ -227,12 +233,15 @@ class DirichletPath:
     kind: str = "dirichlet"
     c_table: int = 0
     time_scale: float = 0.0
+    grid: str = "log"
 
     def __post_init__(self) -> None:
         if self.K < 2 or self.t_max <= 0:
             raise ValueError(f"DirichletPath: need K >= 2 and t_max > 0, got K={self.K}, t_max={self.t_max}")
         if self.c_table and self.c_table < 16:
             raise ValueError(f"DirichletPath: c_table must be 0 (exact) or >= 16 points, got {self.c_table}")
+        if self.grid not in ("log", "linear"):
+            raise ValueError(f"DirichletPath: grid must be 'log' or 'linear', got {self.grid!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -256,7 +265,10 @@ class DirichletPath:
         return e / e.sum(-1, keepdim=True)
 
     def time_grid(self, steps: int, device=None) -> torch.Tensor:
-        return torch.linspace(0.0, self.t_max, steps + 1, dtype=torch.float64, device=device)
+        """``steps + 1`` sampling times from 0 to ``t_max`` (see ``grid``)."""
+        if self.grid == "linear":
+            return torch.linspace(0.0, self.t_max, steps + 1, dtype=torch.float64, device=device)
+        return torch.expm1(torch.linspace(0.0, math.log1p(self.t_max), steps + 1, dtype=torch.float64, device=device))
 
     def time_feature(self, t: torch.Tensor) -> torch.Tensor:
         """What the denoiser's time embedding sees: ``log(1 + t)``."""

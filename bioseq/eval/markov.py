@@ -150,6 +150,78 @@ class MarkovModel:
         return bits / max(n, 1)
 
 
+@dataclass
+class ContextModel:
+    """Two-sided context model: base ``x_i`` from the ``k`` bases on each side, Lidstone smoothing
+    ``alpha``; the classical baseline of a masked LM, which also sees both sides.
+
+    Counts are kept for every order ``j <= k``, so a position within
+    ``k`` of a window edge is scored with the widest symmetric context that fits: every A/C/G/T
+    position of a window is scored. Unlike a masked LM under evaluation, it always sees the true
+    bases around the target, never masked ones.
+    """
+
+    k: int
+    alpha: float = 0.5
+    counts: list[np.ndarray] = field(default_factory=list)  # order j: (4**j left, 4**j right, 4)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.k <= 6:
+            raise ValueError(f"two-sided context k must be in 0..6 (4**(2k+1) counts), got {self.k}")
+        if not self.counts:
+            self.counts = [np.zeros((4**j, 4**j, 4), np.float64) for j in range(self.k + 1)]
+
+    @staticmethod
+    def _split(idx: np.ndarray, j: int) -> np.ndarray:
+        """(2j+1)-mer index (left bases most significant) -> flat index into (left, right, centre)."""
+        right = idx % 4**j
+        centre = (idx // 4**j) % 4
+        left = idx // 4 ** (j + 1)
+        return (left * 4**j + right) * 4 + centre
+
+    def fit(self, sequences, both_strands: bool = True) -> ContextModel:
+        """Add counts of every (2k+1)-mer of ``sequences`` (code arrays), both strands by default."""
+        for codes in sequences:
+            codes = np.asarray(codes, np.uint8)
+            for st in (codes, reverse_complement_codes(codes)) if both_strands else (codes,):
+                # every order counted on its own: near sequence ends and ambiguity codes a short
+                # context exists where the top-order one does not
+                for j in range(self.k + 1):
+                    idx, ok = _kmer_index(st, 2 * j)
+                    self.counts[j] += np.bincount(self._split(idx[ok], j), minlength=4 ** (2 * j + 1)).reshape(4**j, 4**j, 4)
+        return self
+
+    def window_bits(self, windows: np.ndarray, orders: int | None = None) -> tuple[float, int]:
+        """Total bits and number of scored positions over ``windows (N, L)``, using context
+        ``min(k, i, L - 1 - i)`` at position ``i`` (``orders`` caps k)."""
+        k = self.k if orders is None else orders
+        w = np.atleast_2d(np.asarray(windows, np.uint8))
+        n, L = w.shape
+        dist = np.minimum(np.arange(L), L - 1 - np.arange(L))  # bases available on the shorter side
+        total, count = 0.0, 0
+        flat = w.reshape(-1)
+        for j in range(min(k, (L - 1) // 2) + 1):
+            c = self.counts[j] + self.alpha
+            table = np.log2(c / c.sum(-1, keepdims=True)).reshape(-1)
+            cols = np.flatnonzero(dist == j) if j < k else np.flatnonzero(dist >= j)
+            idx, ok = _kmer_index(flat, 2 * j)  # entry p: the (2j+1)-mer centred on p + j
+            pos = (np.arange(n)[:, None] * L + cols[None, :]).reshape(-1) - j  # centred on window cols
+            sel = ok[pos]
+            total -= table[self._split(idx[pos][sel], j)].sum()
+            count += int(sel.sum())
+        return float(total), count
+
+    def bits_per_base(self, windows: np.ndarray, orders: int | None = None) -> float:
+        bits, n = self.window_bits(windows, orders)
+        return bits / max(n, 1)
+
+
+def best_context(model: ContextModel, valid_windows: np.ndarray) -> tuple[int, dict[int, float]]:
+    """Score every order ``<= model.k`` of a fitted two-sided model; ``(best k, {k: bits/base})``."""
+    scores = {j: model.bits_per_base(valid_windows, j) for j in range(model.k + 1)}
+    return min(scores, key=scores.get), scores
+
+
 def acgt_target_mask(windows: np.ndarray, k_context: int = 0) -> np.ndarray:
     """(N, L) bool: positions i >= 1 whose base is A/C/G/T (what both models score)."""
     w = np.asarray(windows) & CODE_MASK

@@ -83,3 +83,41 @@ def test_position_log_probs_follow_refits():
     after = m.position_log2_probs(w)
     assert not np.allclose(before[1:], after[1:])
     assert -np.nansum(after) == pytest.approx(m.window_bits(w[None])[0])
+
+
+def test_two_sided_context_model_matches_brute_force():
+    from bioseq.eval.markov import ContextModel, best_context
+
+    rng = np.random.default_rng(3)
+    train = [rng.integers(0, 4, 3000).astype(np.uint8) for _ in range(3)]
+    train[0][100] = 4  # an ambiguity code: the (2k+1)-mers around it are not counted
+    k, alpha = 2, 0.5
+    model = ContextModel(k, alpha).fit(train)
+    # brute force: count every centred (2k+1)-mer of both strands, score with the widest context
+    from bioseq.alphabet import reverse_complement_codes
+
+    counts = {}
+    for s in train:
+        for st in (s, reverse_complement_codes(s)):
+            for j in range(k + 1):
+                for i in range(j, len(st) - j):
+                    win = st[i - j : i + j + 1]
+                    if (win < 4).all():
+                        key = (j, tuple(win[:j]), tuple(win[j + 1 :]))
+                        counts.setdefault(key, np.zeros(4))[win[j]] += 1
+    windows = rng.integers(0, 4, (4, 40)).astype(np.uint8)
+    windows[1, 7] = 4
+    total, n = 0.0, 0
+    for w in windows:
+        for i in range(len(w)):
+            j = min(k, i, len(w) - 1 - i)
+            win = w[i - j : i + j + 1]
+            if not (win < 4).all():
+                continue
+            c = counts.get((j, tuple(win[:j]), tuple(win[j + 1 :])), np.zeros(4)) + alpha
+            total -= np.log2(c[w[i]] / c.sum())
+            n += 1
+    bits, count = model.window_bits(windows)
+    assert count == n and abs(bits - total) < 1e-8 * max(1.0, total)
+    best, scores = best_context(model, windows)
+    assert set(scores) == {0, 1, 2} and scores[best] == min(scores.values())

@@ -262,3 +262,29 @@ def test_tiny_config_eval_sets_name_its_genomes(config):
     assert set(cfg["data"]["holdout_genomes"]) <= genomes
     assert set().union(*(kw["holdout_genomes"] for kw in sets.values())) == set(cfg["data"]["holdout_genomes"])
     assert genomes - set(cfg["data"]["holdout_genomes"]), "nothing left to train on"
+
+
+def test_mlm_run_logs_the_two_sided_context_baseline(store, tmp_path):
+    """A masked LM sees both sides of a base: its run logs the best two-sided context model beside
+    the Markov chain, fitted on the training genomes and scored on the same held-out windows."""
+    from bioseq.data import GenomeWindowDataset
+    from bioseq.eval.markov import ContextModel, best_context
+
+    cfg = ROOT / "recipes/configs/transformer/sanity_mlm.yaml"
+    run_inprocess(cfg, f"output_dir={tmp_path}", f"data.store={store}", "eval.markov_baseline=true", "+eval.context_max_order=3")
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    ctx = [r for r in rows if r["split"].startswith("context_k")]
+    markov = [r for r in rows if r["split"].startswith("markov_k")]
+    assert len(ctx) == 1 and len(markov) == 1
+    from bioseq.utils.recipe_config import eval_sets, load_recipe_config
+
+    rc = load_recipe_config(str(cfg), [f"data.store={store}"])
+    (kw,) = eval_sets(rc).values()
+    train = GenomeWindowDataset(store, 256, split="train", holdout_genomes=rc["data"]["holdout_genomes"])
+    ev = GenomeWindowDataset(store, rc["eval"]["window"], seed=rc["seed"] + 1, split="valid", rc=False,
+                             samples_per_epoch=rc["eval"]["n_windows"], **kw)
+    model = ContextModel(3).fit([train.store.fetch(int(i)) for i in train.sampler.contig_ids])
+    k, scores = best_context(model, ev.get_batch(list(range(len(ev))))["seq"].numpy())
+    assert ctx[0]["split"].startswith(f"context_k{k}")
+    assert float(ctx[0]["bits_per_base"]) == pytest.approx(scores[k], abs=2e-5)
+    assert scores[k] < float(markov[0]["bits_per_base"])  # two sides beat one on E. coli-like DNA
