@@ -185,6 +185,16 @@ def simplex_project(v: torch.Tensor) -> torch.Tensor:
     threshold ``theta`` chosen so that ``w`` sums to 1. Points already on the simplex are unchanged.
     """
     K = v.shape[-1]
+    # Fast path: an Euler step keeps the sum at 1 and usually every coordinate positive; then the
+    # projection only shifts all coordinates by the same theta = (sum - 1) / K and no sort is needed.
+    shifted = v - (v.sum(-1, keepdim=True) - 1.0) / K
+    inside = (shifted > 0).all(-1)
+    if bool(inside.all()):
+        return shifted
+    if bool(inside.any()):
+        out = shifted.clone()
+        out[~inside] = simplex_project(v[~inside])
+        return out
     u, _ = torch.sort(v, dim=-1, descending=True)
     css = u.cumsum(-1) - 1.0
     k = torch.arange(1, K + 1, device=v.device, dtype=v.dtype)

@@ -204,3 +204,27 @@ def test_flow_model_evidence_adds_to_the_denoiser_and_survives_saving(tmp_path):
     assert back.evidence and torch.allclose(back(x, t), with_ev(x, t), atol=1e-6)
     with pytest.raises(ValueError, match="evidence"):
         FlowModel(LinearPath(K=4), DilatedCNN(K=4, d=8), seq_len=10, evidence=True)
+
+
+def test_time_grids_span_the_path_and_log_grid_starts_fine():
+    lin = DirichletPath(K=4, t_max=8, grid="linear").time_grid(8)
+    log = DirichletPath(K=4, t_max=8).time_grid(8)
+    for g in (lin, log):
+        assert g[0] == 0 and abs(float(g[-1]) - 8) < 1e-12 and bool((g.diff() > 0).all())
+    assert torch.allclose(lin.diff(), torch.full((8,), 1.0, dtype=torch.float64))
+    assert torch.allclose(torch.log1p(log).diff(), torch.full((8,), math.log(9) / 8, dtype=torch.float64))
+    assert float(log.diff()[0]) < 0.5 < float(log.diff()[-1]) / 4  # short early steps, long late ones
+    with pytest.raises(ValueError, match="grid"):
+        DirichletPath(K=4, grid="cosine")
+
+
+def test_simplex_projection_fast_path_agrees_with_the_sort():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(500, 6, generator=g, dtype=torch.float64) * 0.2 + 1 / 6  # some rows leave the simplex
+    out = simplex_project(v)
+    assert bool((out >= 0).all()) and torch.allclose(out.sum(-1), torch.ones(500, dtype=torch.float64))
+    # the projection is the closest simplex point: no random simplex point is closer
+    rnd = torch.distributions.Dirichlet(torch.ones(6, dtype=torch.float64)).sample((500,))
+    assert bool(((out - v).norm(dim=-1) <= (rnd - v).norm(dim=-1) + 1e-12).all())
+    inside = (v - (v.sum(-1, keepdim=True) - 1) / 6 > 0).all(-1)
+    assert 0 < int(inside.sum()) < 500  # both paths exercised
