@@ -360,6 +360,7 @@ def build_path(d: dict) -> DirichletPath | LinearPath:
     d = dict(d)
     kind = d.pop("kind", "dirichlet")
     if kind == "dirichlet":
+        d.setdefault("grid", "linear")  # saved before the grid was an option: sampled as it was measured
         return DirichletPath(**d)
     if kind == "linear":
         return LinearPath(**d)
