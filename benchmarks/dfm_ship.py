@@ -45,6 +45,16 @@ def card(model: FlowModel, res: dict) -> str:
         table.append(f"| {m} | " + " | ".join(f"{p[n]['class_rate']:.3f} | {p[n]['fd']:.2f}" for n in names)
                      + f" | {p['EI']['site']:.3f} | {p['IE']['site']:.3f} |")
     den = model.denoiser
+    feats = {"expanded": "the expanded-simplex input", "log": "`[x, log x]` input features"}[den.config.get("features", "log")]
+    extras = []
+    if model.evidence:
+        extras.append("the path's exact log-likelihood `t log x` is added to the denoiser's logits "
+                      "(`FlowModel(evidence=True)`), so the network learns only what the rest of the window says")
+    if getattr(model.path, "grid", "linear") == "log":
+        extras.append("sampling steps are even in `log(1 + t)`")
+    extra = ("; " + "; ".join(extras)) if extras else ""
+    ar = ("\nThe autoregressive row is a transformer LM of similar size trained for the same time."
+          if any(m.startswith("autoregressive") for m in keep) else "")
     return f"""# `splice`: class-conditional Dirichlet flow matching for 60-nt splice junctions
 
 ```bash
@@ -56,8 +66,8 @@ bioseq design --model splice --class N --n 100 -o background.fa
 **Model.** Dirichlet flow matching (Stark et al. 2024) on the 4-letter simplex, path end
 `t_max = {model.path.t_max:g}` (`alpha_max = {model.path.t_max + 1:g}`), argmax decoding, 100 Euler steps by
 default. Denoiser: the dilated CNN of `bioseq.design.DilatedCNN` (d = {den.config['d']}, dilations 1, 1, 4, 16,
-64, a learned position embedding over the 60 positions, `[x, log x]` input features), time and
-class embeddings in every block, a null class for classifier-free guidance;
+64, a learned position embedding over the 60 positions, {feats}), time and
+class embeddings in every block, a null class for classifier-free guidance{extra};
 {den.num_parameters():,} parameters, float32 safetensors.
 
 **Data.** UCI / StatLog primate splice-junction sequences (`data/classification/splice_uci`,
@@ -78,8 +88,7 @@ first step) as the saved weights, the class replaced by the null class with prob
 on the same 80% of real sequences (held-out accuracy {res['eval_classifier_accuracy']:.3f}), assigns to the
 requested class. FBD: Frechet distance between designs and the held-out real sequences of that
 class in the 32-d embedding of that classifier; "real" (training sequences, same sample size)
-is the floor and "shuffled real" (the same sequences with their bases permuted) the ceiling.
-The autoregressive row is a transformer LM of similar size trained for the same time.
+is the floor and "shuffled real" (the same sequences with their bases permuted) the ceiling.{ar}
 
 {chr(10).join(table)}
 
