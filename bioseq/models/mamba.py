@@ -44,7 +44,10 @@ DNA options (Caduceus, Schiff et al. 2024):
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
+import os
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -283,9 +286,6 @@ def _fused_scan_wanted(x: torch.Tensor) -> bool:
     by default on CPU when training (gradients wanted) and a C++ compiler is on the PATH: the
     compilation (~10 s per block shape) pays back within a few training steps, not in a short
     inference call."""
-    import os
-    import shutil
-
     env = os.environ.get("BIOSEQ_FUSED_SCAN", "auto").lower()
     if env in ("0", "false", "no") or _FUSED_BROKEN:
         return False
@@ -311,8 +311,6 @@ def _call_block(fused: bool, which: int, *args):
         try:
             return _block_fns(True)[which](*args, True)
         except Exception as e:  # noqa: BLE001 - any compiler failure: the eager path is exact too
-            import logging
-
             _FUSED_BROKEN.append(f"{type(e).__name__}: {e}"[:300])
             logging.getLogger(__name__).warning(
                 "mamba: compiled selective scan unavailable (%s); using the eager scan", _FUSED_BROKEN[-1])
