@@ -94,7 +94,7 @@ def build_path(setting: str, method: str, K: int, c_table: int, time_scale: floa
     if setting == "uniform":
         return DirichletPath(K=K, t_max=7.0, c_table=c_table, time_scale=time_scale, grid="linear"), "argmax"  # the paper's Euler steps on alpha
     t_max, decode = default_schedule(K)
-    return DirichletPath(K=K, t_max=t_max, c_table=c_table), decode
+    return DirichletPath(K=K, t_max=t_max, c_table=c_table, time_scale=time_scale), decode
 
 
 def one_run(setting: str, K: int, seed: int, args) -> dict:
@@ -134,13 +134,13 @@ def main() -> None:
     ap.add_argument("--K", type=int, nargs="+", default=[4, 20, 40, 80, 160])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--seq-len", type=int, default=4)
-    ap.add_argument("--train-steps", type=int, default=500)
+    ap.add_argument("--train-steps", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--d", type=int, default=32, help="CNN width")
     ap.add_argument("--features", default="expanded", choices=["expanded", "log"], help="CNN input features (ablation: log)")
     ap.add_argument("--time-scale", type=float, default=0.0,
-                    help="uniform setting: Dirichlet training times s * Exp(1), the paper's (0: uniform on [0, 7])")
+                    help="Dirichlet training times s * Exp(1), the paper's (0: uniform on [0, t_max])")
     ap.add_argument("--n-samples", type=int, default=100_000)
     ap.add_argument("--sample-batch", type=int, default=5000)
     ap.add_argument("--steps", type=int, default=19, help="Euler steps for both methods")
