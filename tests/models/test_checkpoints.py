@@ -111,7 +111,7 @@ def test_models_cli_lists_and_verifies_shipped_checkpoints():
     assert r.exit_code == 1 and "no-such-model" in r.output
 
 
-@pytest.mark.parametrize("name", ["dna-clm-bacteria-tiny", "protein-mlm-uniprot-tiny"])
+@pytest.mark.parametrize("name", ["dna-clm-bacteria-tiny", "dna-mlm-bacteria-tiny", "protein-mlm-uniprot-tiny"])
 def test_every_shipped_checkpoint_verifies_loads_and_fits(name):
     info = get_checkpoint(name)
     verify(info)  # sha256 of the weights matches the card
@@ -134,3 +134,17 @@ def test_shipped_protein_model_beats_composition_and_embeds_proteins_by_default(
     e = bioseq.embed("protein-mlm-uniprot-tiny", ["MKTAYIAKQRQISFVKSHFSRQ", "MSTNPKPQRKTKRNTNRRPQDVKFPGG"])
     assert e.shape == (2, load_pretrained("protein-mlm-uniprot-tiny").backbone.config.d_model)
     assert np.isfinite(e).all() and not np.allclose(e[0], e[1])
+
+
+def test_shipped_dna_masked_lm_is_reverse_complement_equivariant_and_scored_against_both_baselines():
+    info = get_checkpoint("dna-mlm-bacteria-tiny")
+    assert info.task == "mlm" and any("two-sided context" in k for k in info.heldout)
+    model = load_pretrained("dna-mlm-bacteria-tiny").eval()
+    cmap = torch.tensor(model.backbone.config.complement_map)
+    ids = torch.randint(7, 11, (2, 300), generator=torch.Generator().manual_seed(0))  # A C G T
+    with torch.no_grad():
+        fwd = model(ids).logits
+        rev = model(cmap[ids].flip(1)).logits
+    # Caduceus RCPS: predictions on the reverse complement are the complemented, reversed predictions
+    v = len(cmap)  # the output layer may be padded past the vocabulary
+    assert torch.allclose(rev[..., :v], fwd.flip(1)[..., cmap], atol=1e-4)
