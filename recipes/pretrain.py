@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     if start_step and (out / "metrics.csv").exists():
         with open(out / "metrics.csv", newline="") as fh:
             logged = {r["split"].partition("_k")[0] for r in csv.DictReader(fh) if "_k" in r.get("split", "")}
-    if accelerator.is_main_process and ecfg.get("markov_baseline") and not logged >= {"markov", "context"}:
+    wanted = {"markov", "context"} if objective == "mlm" else {"markov"}
+    if accelerator.is_main_process and ecfg.get("markov_baseline") and not logged >= wanted:
         # References in the same run, fitted on the training windows' genomes and scored on the
         # same held-out windows: the best order-k Markov chain and, for a masked LM (which sees
         # both sides of a base), the best two-sided context model. Logged once per run (a resumed
