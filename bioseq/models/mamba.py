@@ -43,6 +43,7 @@ DNA options (Caduceus, Schiff et al. 2024):
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import math
@@ -291,8 +292,13 @@ def _fused_scan_wanted(x: torch.Tensor) -> bool:
         return False
     if env in ("1", "true", "yes"):
         return True
-    return (x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad
-            and any(shutil.which(cc) for cc in ("c++", "g++", "clang++")))
+    return x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad and _have_cxx()
+
+
+@functools.cache
+def _have_cxx() -> bool:
+    """A C++ compiler on the PATH (looked up once: the scan asks on every call)."""
+    return any(shutil.which(cc) for cc in ("c++", "g++", "clang++"))
 
 
 def _block_fns(fused: bool):
