@@ -172,8 +172,8 @@ def main() -> None:
             r["load"] = [load, os.getloadavg()[0]]
             r["threads"] = torch.get_num_threads()
             results["throughput"].append(r)
-            cells = ", ".join(f"{m} {r[m]['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in r.get(m, {}) else f"{m} failed"
-                              for m in args.modes)
+            cells = ", ".join(f"{m} {r[m]['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in r[m] else f"{m} failed"
+                              for m in args.modes if m in r)  # modes that do not apply to a size are skipped
             print(f"{size}: {cells}", flush=True)
     if not args.no_quality:
         args.runs.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,7 @@ from bioseq.eval.lm import causal_bits, masked_bits
 from bioseq.models import CausalLM, MaskedLM, build_backbone, load_config, mask_tokens
 from bioseq.models.heads import IGNORE_INDEX
 from bioseq.tokenization import get_tokenizer
+from bioseq.utils.compile import CompiledForward
 from bioseq.utils.precision import resolve_mixed_precision
 from bioseq.utils.recipe_config import eval_sets, load_recipe_config
 
@@ -239,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     # explicit accelerator.autocast() below, evaluation in plain fp32 (metrics stay fp32 and equal
     # what the exported model scores when loaded).
     raw_model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    # train.compile: the training forward through torch.compile (evaluation stays eager)
+    train_forward = CompiledForward(model, bool(tcfg.get("compile", False)))
 
     start_step = 0
     if args.resume and (last := latest_checkpoint(ckpt_dir)) is not None:
@@ -393,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
             sync = m == accum - 1
             with accelerator.no_sync(model) if not sync else contextlib.nullcontext():
                 with accelerator.autocast():
-                    out_ = model(inputs)
+                    out_ = train_forward(inputs)
                 logits = out_.logits.float()
                 if objective == "clm":
                     logits, labels = logits[:, :-1], labels[:, 1:]
