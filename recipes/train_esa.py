@@ -1,6 +1,6 @@
 """Train the embed-search-align encoder: reads and the reference fragments they came from.
 
-    nice -n 10 python recipes/train_esa.py --config recipes/configs/esa/tiny_infonce.yaml [key=value ...]
+    nice -n 10 python recipes/train_esa.py --config recipes/configs/esa/conv_infonce.yaml [key=value ...] [--resume]
 
 Each training example is a pair (reference fragment of ``fragment_len`` bp, read drawn from inside
 it). The read carries simulated sequencing errors (substitutions and 1-3 bp indels at rates drawn
@@ -8,12 +8,18 @@ per read) and both strands occur: with probability 1/2 the fragment *and* its re
 complemented, because at align time we embed both strands of a read and search forward-strand
 fragments, so a same-strand match is what the encoder must learn.
 
+The encoder is either a backbone with mean pooling (``backbone: transformer-tiny`` ...) or the
+dilated CNN of :mod:`bioseq.align.conv_encoder` (``backbone: conv``, sized by ``conv:``).
+
 Loss: symmetric InfoNCE over the batch (read->fragment and fragment->read). Negatives are the other
-fragments of the batch; ``hard_frac`` of the batch comes as pairs of *overlapping neighbours* on the
+fragments of the batch (a queue of earlier steps' fragment embeddings as extra negatives was
+tried: without a momentum encoder those stale negatives stalled learning); ``hard_frac`` of the batch comes as pairs of *overlapping neighbours* on the
 same contig (shifted by half to one fragment), the hardest negatives a tiled index produces.
 A neighbour that happens to contain the whole read is not a negative: those entries are masked out.
 
-The data order is a pure function of (seed, step), so a run is reproducible. Outputs in ``out``:
+The data order is a pure function of (seed, step), so a run is reproducible, and ``--resume``
+continues from ``out/checkpoint.pt`` (weights, optimizer and schedule; written every
+``checkpoint_every`` steps) exactly as if the run had not stopped. Outputs in ``out``:
 ``final/`` (``config.json`` + ``model.safetensors``, loadable by :func:`bioseq.align.load_encoder`),
 ``log.csv`` and ``metrics.json`` (retrieval accuracy on training and held-out genomes).
 """
@@ -37,7 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bioseq import alphabet  # noqa: E402
+from bioseq.align.conv_encoder import ConvEncoder, ConvEncoderConfig  # noqa: E402
 from bioseq.align.encoder import tokens  # noqa: E402
+from bioseq.io.atomic import atomic_file  # noqa: E402
 from bioseq.align.reference import read_reference  # noqa: E402
 from bioseq.align.simulate import mutate_read  # noqa: E402
 from bioseq.models import Embedder, build_backbone  # noqa: E402
@@ -48,8 +56,11 @@ from bioseq.utils.precision import autocast, resolve_mixed_precision  # noqa: E4
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--config", required=True)
 p.add_argument("overrides", nargs="*", help="key=value")
+p.add_argument("--resume", action="store_true", help="continue from out/checkpoint.pt")
 args = p.parse_args()
-cfg = yaml.safe_load(Path(args.config).read_text())
+# optional keys (older configs lack them): checkpoints, pausing, tile stride, CNN size
+OPTIONAL = {"checkpoint_every": 0, "stop_at": 0, "stride": None, "conv": {}}
+cfg = OPTIONAL | yaml.safe_load(Path(args.config).read_text())
 for kv in args.overrides:
     k, _, v = kv.partition("=")
     if k not in cfg:
@@ -159,19 +170,35 @@ def evaluate(model, genomes, n, seed):
 
 
 # ---------------------------------------------------------------------------------------------
-model = Embedder(build_backbone(cfg["backbone"], **cfg["backbone_overrides"]), dim=cfg["dim"])
+if cfg["backbone"] == "conv":
+    model = ConvEncoder(ConvEncoderConfig(dim=int(cfg["dim"]), fragment_len=F_LEN, stride=int(cfg["stride"] or F_LEN - R_MAX),
+                                          **cfg["conv"]))
+else:
+    model = Embedder(build_backbone(cfg["backbone"], **cfg["backbone_overrides"]), dim=cfg["dim"])
 opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 steps, warm = int(cfg["steps"]), int(cfg["warmup"])
 sched = torch.optim.lr_scheduler.LambdaLR(
     opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
 )
 print(f"encoder: {sum(p.numel() for p in model.parameters()):,} parameters, mixed precision {PRECISION}", flush=True)
-log = open(out / "log.csv", "w", newline="")
+start, spent = 1, 0.0
+ckpt = out / "checkpoint.pt"
+if args.resume and ckpt.exists():
+    state = torch.load(ckpt, weights_only=False)  # our own file (written below), never a download
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    start, spent = state["step"] + 1, state["elapsed"]
+    print(f"resumed from {ckpt} at step {state['step']}", flush=True)
+elif args.resume:
+    print(f"--resume: no {ckpt}, starting from scratch", flush=True)
+log = open(out / "log.csv", "a" if start > 1 else "w", newline="")
 writer = csv.writer(log)
-writer.writerow(["step", "loss", "lr", "elapsed_s", "train_top1", "heldout_top1"])
-t0, step, metrics = time.time(), 0, {}
+if start == 1:
+    writer.writerow(["step", "loss", "lr", "elapsed_s", "train_top1", "heldout_top1"])
+t0, step, metrics = time.time() - spent, start - 1, {}
 model.train()
-for step in range(1, steps + 1):
+for step in range(start, steps + 1):
     rng = np.random.default_rng([cfg["seed"], step])  # data = f(seed, step): reproducible
     reads, frags, contains = make_batch(rng, train_g, cfg["batch_size"], cfg["hard_frac"])
     with autocast("cpu", PRECISION):
@@ -183,7 +210,9 @@ for step in range(1, steps + 1):
     opt.step()
     sched.step()
     elapsed = time.time() - t0
-    last = step == steps or elapsed > cfg["max_minutes"] * 60
+    # stop_at: end this run after that step (checkpoint written; --resume continues the schedule)
+    pause = bool(cfg["stop_at"]) and step == int(cfg["stop_at"]) and step < steps
+    last = step == steps or elapsed > cfg["max_minutes"] * 60 or pause
     tr = ho = ""
     if step % cfg["eval_every"] == 0 or last:
         metrics = {"train": evaluate(model, train_g, cfg["eval_pairs"], cfg["seed"]),
@@ -192,6 +221,13 @@ for step in range(1, steps + 1):
         print(f"step {step} loss {loss.item():.4f} {elapsed:.0f}s train {metrics['train']} heldout {metrics['heldout']}", flush=True)
     writer.writerow([step, f"{loss.item():.5f}", f"{sched.get_last_lr()[0]:.2e}", f"{elapsed:.1f}", tr, ho])
     log.flush()
+    if (cfg["checkpoint_every"] and step % int(cfg["checkpoint_every"]) == 0) or last:
+        with atomic_file(ckpt) as tmp:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "step": step, "elapsed": elapsed}, tmp)
+    if pause:
+        print(f"stopped after step {step} (stop_at); continue with --resume", flush=True)
+        sys.exit(0)
     if last:
         break
 

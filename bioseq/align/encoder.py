@@ -74,7 +74,12 @@ class Encoder:
             if self.threads:
                 torch.set_num_threads(self.threads)
             try:
-                self._model = Embedder.from_pretrained(self.path).eval()
+                if self.config.get("model_type") == "conv_encoder":
+                    from bioseq.align.conv_encoder import ConvEncoder
+
+                    self._model = ConvEncoder.from_pretrained(self.path)
+                else:
+                    self._model = Embedder.from_pretrained(self.path).eval()
             except UserError:
                 raise
             except load_errors() as e:
@@ -84,6 +89,8 @@ class Encoder:
 
     @property
     def dim(self) -> int:
+        if self.config.get("model_type") == "conv_encoder":
+            return int(self.config["dim"])
         return int(self.config.get("head", {}).get("dim") or self.config["backbone"]["d_model"])
 
     def embed(self, codes_list: list[np.ndarray], length: int) -> np.ndarray:
@@ -127,7 +134,7 @@ def load_encoder(path: str | Path | None = None, micro_batch: int = 64, threads:
         from bioseq.io.errors import FileFormatError
 
         raise FileFormatError(f"{path / 'config.json'}: not valid JSON ({e})") from None
-    if not isinstance(cfg, dict) or cfg.get("model_type") != "embedder":
+    if not isinstance(cfg, dict) or cfg.get("model_type") not in ("embedder", "conv_encoder"):
         cfg = cfg if isinstance(cfg, dict) else {}
-        raise ValueError(f"{path}: checkpoint is a {cfg.get('model_type')!r}, not an embedder")
+        raise ValueError(f"{path}: checkpoint is a {cfg.get('model_type')!r}, not an embedder or conv_encoder")
     return Encoder(path, fingerprint(path), cfg, micro_batch=micro_batch, threads=threads)

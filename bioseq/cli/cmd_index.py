@@ -18,8 +18,8 @@ def command(
     encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint for --embedding neural (default: the bundled one)."),
     sketch_k: int = typer.Option(10, "--sketch-k", min=4, max=31, help="k-mer size of the sketch embedding."),
     sketch_dim: int = typer.Option(2048, "--sketch-dim", min=2, help="Dimensions of the sketch embedding."),
-    fragment_len: int = typer.Option(None, "--fragment-len", min=2, help="Reference fragment length (bp; default 300 for sketch, 256 for neural)."),
-    stride: int = typer.Option(None, "--stride", min=1, help="Fragment stride; reads up to fragment_len - stride bp fit one fragment (default 150 sketch, 96 neural)."),
+    fragment_len: int = typer.Option(None, "--fragment-len", min=2, help="Reference fragment length (bp; default 300 for sketch; for neural, the encoder's own, else 256)."),
+    stride: int = typer.Option(None, "--stride", min=1, help="Fragment stride; reads up to fragment_len - stride bp fit one fragment (default 150 sketch; for neural, the encoder's own, else 96)."),
     k: int = typer.Option(15, "-k", min=8, max=31, help="Minimizer k-mer size."),
     w: int = typer.Option(10, "-w", min=1, help="Minimizer window."),
     hnsw_above: int = typer.Option(100_000, "--hnsw-above", min=1, help="Use HNSW instead of an exact index above this many fragments."),
@@ -60,7 +60,9 @@ def command(
 
             torch.set_num_threads(threads)
             enc = load_encoder(encoder)
-            fragment_len, stride = fragment_len or 256, stride or 96
+            # an encoder trained for a tile geometry states it in its config
+            fragment_len = fragment_len or int(enc.config.get("fragment_len", 256))
+            stride = stride or int(enc.config.get("stride", 96))
         else:
             raise ValueError(f"--embedding must be sketch or neural, got {embedding!r}")
         params = IndexParams(fragment_len=fragment_len, stride=stride, k=k, w=w, hnsw_above=hnsw_above)

@@ -155,7 +155,7 @@ def test_distributed_index_equals_single_process(tmp_path, lambda_fasta):
     if not shutil.which("accelerate", path=os.path.dirname(sys.executable)):
         pytest.skip("accelerate launcher not installed")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    base = [str(lambda_fasta), "--block", "128"]
+    base = [str(lambda_fasta), "--block", "128", "--embedding", "neural"]  # the network's embeddings are split
     subprocess.run([sys.executable, "-m", "bioseq", "index", *base, "-o", str(tmp_path / "one.esa")],
                    check=True, env=env, capture_output=True, timeout=600)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--cpu",
