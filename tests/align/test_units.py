@@ -120,30 +120,32 @@ def test_shipped_encoder_retrieves_reads(lambda_contig):
     import torch
 
     enc = load_encoder(DEFAULT_ENCODER)
+    fl, st = int(enc.config.get("fragment_len", 256)), int(enc.config.get("stride", 96))  # its tiling
     rng = np.random.default_rng(5)
-    codes = lambda_contig.codes[:12_000]  # 124 fragments keep this test to seconds
-    starts = tile(len(codes), 256, 96)
-    frags = [codes[s : s + 256] for s in starts]
+    codes = lambda_contig.codes[:12_000]  # 80-124 fragments keep this test to seconds
+    starts = tile(len(codes), fl, st)
+    frags = [codes[s : s + fl] for s in starts]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fe = enc.embed(frags, 256)
+        fe = enc.embed(frags, fl)
         reads, truth = [], []
         for _ in range(24):
             f = int(rng.integers(0, len(starts)))
-            off = int(rng.integers(0, 256 - 150 + 1))
+            off = int(rng.integers(0, fl - 150 + 1))
             reads.append(mutate_read(frags[f][off : off + 150], rng, 0.01, 0.0))
             truth.append(starts[f] + off)
-        re = enc.embed(reads, 160)
+        re = enc.embed(reads, fl - st)
     finally:
         torch.set_num_threads(threads)
     ranks = []
     for q, pos in zip(re, truth):
         sims = fe @ q
-        contains = (starts <= pos) & (starts + 256 >= pos + 150)
+        contains = (starts <= pos) & (starts + fl >= pos + 150)
         ranks.append(int((sims > sims[contains].max()).sum()))
-    # random embeddings would put the true fragment at rank ~ len(starts) / 2 = 62
-    assert np.median(ranks) < 8, ranks
+    # random embeddings: rank ~ len(starts) / 2; the shipped CNN ranks the source first for 21 of
+    # 24 of these reads and second for the rest
+    assert np.mean(np.array(ranks) == 0) >= 0.75 and max(ranks) <= 3, ranks
 
 
 @pytest.mark.slow
