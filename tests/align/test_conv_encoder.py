@@ -81,7 +81,7 @@ def test_save_load_roundtrip_through_load_encoder(tmp_path):
 
 def run_recipe(out, *extra):
     return subprocess.run([sys.executable, str(ROOT / "recipes" / "train_esa.py"), "--config",
-                           str(ROOT / "recipes" / "configs" / "esa" / "sanity_conv.yaml"), f"out={out}", "steps=8",
+                           str(ROOT / "recipes" / "configs" / "esa" / "conv_sanity.yaml"), f"out={out}", "steps=8",
                            "eval_every=100", "eval_pairs=16", f"data_root={ROOT}", *extra],
                           check=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
@@ -95,7 +95,7 @@ def test_recipe_resume_continues_exactly(tmp_path):
     p = run_recipe(tmp_path / "paused", "stop_at=4")
     assert "continue with --resume" in p.stdout and not (tmp_path / "paused" / "final").exists()
     subprocess.run([sys.executable, str(ROOT / "recipes" / "train_esa.py"), "--config",
-                    str(ROOT / "recipes" / "configs" / "esa" / "sanity_conv.yaml"), f"out={tmp_path / 'paused'}",
+                    str(ROOT / "recipes" / "configs" / "esa" / "conv_sanity.yaml"), f"out={tmp_path / 'paused'}",
                     "steps=8", "eval_every=100", "eval_pairs=16", f"data_root={ROOT}", "--resume"],
                    check=True, cwd=ROOT, capture_output=True, timeout=300)
     a = load_file(tmp_path / "straight" / "final" / "model.safetensors")
