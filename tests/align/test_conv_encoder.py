@@ -103,3 +103,16 @@ def test_recipe_resume_continues_exactly(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = (tmp_path / "paused" / "log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == [str(i) for i in range(1, 9)]
+
+
+def test_resume_drops_log_rows_past_the_checkpoint(tmp_path):
+    """A run killed after its last checkpoint leaves log rows the resumed run will write again."""
+    run_recipe(tmp_path / "r", "stop_at=4")
+    log = tmp_path / "r" / "log.csv"
+    log.write_text(log.read_text() + "5,9.9,0,0,,\n6,9.9,0,0,,\n")  # rows of steps never checkpointed
+    subprocess.run([sys.executable, str(ROOT / "recipes" / "train_esa.py"), "--config",
+                    str(ROOT / "recipes" / "configs" / "esa" / "conv_sanity.yaml"), f"out={tmp_path / 'r'}",
+                    "steps=8", "eval_every=100", "eval_pairs=16", f"data_root={ROOT}", "--resume"],
+                   check=True, cwd=ROOT, capture_output=True, timeout=300)
+    steps = [line.split(",")[0] for line in log.read_text().splitlines()[1:]]
+    assert steps == [str(i) for i in range(1, 9)] and "9.9" not in log.read_text()
