@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from align_divergent import mutate_genome  # noqa: E402
 
 from bioseq import alphabet  # noqa: E402
+from bioseq.align.index import tile  # noqa: E402
 from bioseq.align.reference import read_reference  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -36,16 +37,12 @@ DEFAULT_GENOME = SHARED / "genomes" / "klebsiella_pneumoniae" / "Klebs_HS11286.f
 
 
 def tiles(contigs, fragment_len: int, stride: int):
-    """Fragments of every contig as the index tiles them -> (codes list, genome-wide starts)."""
+    """Fragments of every contig as ``bioseq index`` tiles them -> (codes list, genome-wide starts)."""
     frags, starts, off = [], [], 0
     for c in contigs:
-        s = 0
-        while True:
+        for s in tile(c.length, fragment_len, stride):
             frags.append(c.codes[s : s + fragment_len])
-            starts.append(off + s)
-            if s + fragment_len >= c.length:
-                break
-            s += stride
+            starts.append(off + int(s))
         off += c.length
     return frags, np.array(starts)
 

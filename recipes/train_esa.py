@@ -185,7 +185,7 @@ print(f"encoder: {sum(p.numel() for p in model.parameters()):,} parameters, mixe
 start, spent = 1, 0.0
 ckpt = out / "checkpoint.pt"
 if args.resume and ckpt.exists():
-    state = torch.load(ckpt, weights_only=False)  # our own file (written below), never a download
+    state = torch.load(ckpt, weights_only=True)  # tensors and plain values only: nothing is unpickled
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     sched.load_state_dict(state["sched"])
