@@ -116,16 +116,26 @@ def one_run(setting: str, K: int, seed: int, args) -> dict:
                           evidence=args.evidence and method == "dirichlet")
         fit = train_flow(model, draw, steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, seed=seed, log_every=0,
                          ema_decay=None if args.no_ema else 0.999, min_lr_ratio=1.0 if args.constant_lr else 0.01)
-        t0 = time.time()
-        designs = sample(model, args.n_samples, steps=args.steps, batch_size=args.sample_batch, generator=torch.Generator().manual_seed(seed + 1))
-        row[f"{method}_sample_s"], row[f"{method}_train_s"] = time.time() - t0, fit["seconds"]
-        row[method] = kl_empirical(designs, target)
+        row[f"{method}_train_s"] = fit["seconds"]
         row[f"{method}_loss"] = sum(fit["losses"][-100:]) / min(100, len(fit["losses"]))
-        if seed in args.exact_seeds:
-            oracle = FlowModel(path, ExactPosterior(target, path.kind), seq_len=L, alphabet=alphabet, decode=decode)
-            designs = sample(oracle, args.n_samples, steps=args.steps, batch_size=args.sample_batch, generator=torch.Generator().manual_seed(seed + 1))
-            row[f"{method}_exact"] = kl_empirical(designs, target)
+        oracle = FlowModel(path, ExactPosterior(target, path.kind), seq_len=L, alphabet=alphabet, decode=decode)
+        # the first integrator is the reported one (key "dirichlet" / "linear"); the others get a suffix
+        for i, integ in enumerate(args.integrators):
+            key, steps = method + ("" if i == 0 else f"_{integ}"), integrator_steps(integ, args.steps)
+            t0 = time.time()
+            designs = sample(model, args.n_samples, steps=steps, batch_size=args.sample_batch,
+                             generator=torch.Generator().manual_seed(seed + 1), method=integ)
+            row[f"{key}_sample_s"], row[key] = time.time() - t0, kl_empirical(designs, target)
+            if seed in args.exact_seeds:
+                designs = sample(oracle, args.n_samples, steps=steps, batch_size=args.sample_batch,
+                                 generator=torch.Generator().manual_seed(seed + 1), method=integ)
+                row[method + "_exact" + ("" if i == 0 else f"_{integ}")] = kl_empirical(designs, target)
     return row
+
+
+def integrator_steps(integ: str, calls: int) -> int:
+    """Steps for a budget of ``calls`` denoiser calls per design: Heun calls it twice per step."""
+    return calls if integ == "euler" else -(-calls // 2)
 
 
 def main() -> None:
@@ -139,11 +149,14 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--d", type=int, default=32, help="CNN width")
     ap.add_argument("--features", default="expanded", choices=["expanded", "log"], help="CNN input features (ablation: log)")
-    ap.add_argument("--time-scale", type=float, default=0.0,
+    ap.add_argument("--time-scale", type=float, default=2.0,
                     help="Dirichlet training times s * Exp(1), the paper's (0: uniform on [0, t_max])")
     ap.add_argument("--n-samples", type=int, default=100_000)
     ap.add_argument("--sample-batch", type=int, default=5000)
-    ap.add_argument("--steps", type=int, default=19, help="Euler steps for both methods")
+    ap.add_argument("--steps", type=int, default=19,
+                    help="denoiser calls per design for both methods (the paper's 19 Euler steps; Heun takes half as many steps)")
+    ap.add_argument("--integrators", nargs="+", default=["heun", "euler"], choices=["heun", "euler"],
+                    help="ODE integrators, each sampled from the same trained model; the first is the reported one")
     ap.add_argument("--c-table", type=int, default=4096, help="interpolated C (0: exact)")
     ap.add_argument("--exact-seeds", type=int, nargs="*", default=[0], help="seeds that also run the exact posterior")
     ap.add_argument("--evidence", action=argparse.BooleanOptionalAction, default=True,
@@ -196,9 +209,14 @@ def write_report(res: dict, out: Path) -> None:
         rows = [r for r in res["rows"] if r["setting"] == setting]
         if not rows:
             continue
+        integs = a.get("integrators", ["euler"])
+        extra = [i for i in integs[1:] if any(f"dirichlet_{i}" in r for r in rows)]
         lines += [f"### {titles[setting]}", "",
-                  "| K | floor (K-1)/2N (one exact draw) | Dirichlet FM (per seed) | Dirichlet / floor | linear FM (per seed) | linear / floor | "
-                  "exact posterior, Dirichlet / linear | t_max, decoding |", "|---|---|---|---|---|---|---|---|"]
+                  f"| K | floor (K-1)/2N (one exact draw) | Dirichlet FM, {integs[0]} (per seed) | Dirichlet / floor | "
+                  + "".join(f"Dirichlet, {i} / floor | " for i in extra)
+                  + f"linear FM, {integs[0]} (per seed) | linear / floor | " + "".join(f"linear, {i} / floor | " for i in extra)
+                  + f"exact posterior ({integs[0]}), Dirichlet / linear | " + "".join(f"exact ({i}), Dirichlet / linear | " for i in extra)
+                  + "t_max, decoding |", "|" + "---|" * (9 + 3 * len(extra))]
         for K in sorted({r["K"] for r in rows}):
             rk = sorted((r for r in rows if r["K"] == K), key=lambda r: r["seed"])
             # ratios to the expected floor: one draw's KL is itself noisy (sd ~ mean * sqrt(2 / (K - 1)))
@@ -206,13 +224,19 @@ def write_report(res: dict, out: Path) -> None:
             per_d = ", ".join(f"{r['dirichlet']:.5f}" for r in rk)
             per_l = ", ".join(f"{r['linear']:.5f}" for r in rk)
             lines.append(
-                f"| {K} | {fl:.6f} ({_mean(rk, 'floor'):.6f}) | {di:.5f} ({per_d}) | {di / fl:.2f} | {li:.5f} ({per_l}) | {li / fl:.2f} | "
-                f"{_mean(rk, 'dirichlet_exact'):.5f} / {_mean(rk, 'linear_exact'):.5f} | {rk[0]['dirichlet_t_max']:g}, {rk[0]['decode_dirichlet']} |")
+                f"| {K} | {fl:.6f} ({_mean(rk, 'floor'):.6f}) | {di:.5f} ({per_d}) | {di / fl:.2f} | "
+                + "".join(f"{_mean(rk, f'dirichlet_{i}') / fl:.2f} | " for i in extra)
+                + f"{li:.5f} ({per_l}) | {li / fl:.2f} | " + "".join(f"{_mean(rk, f'linear_{i}') / fl:.2f} | " for i in extra)
+                + f"{_mean(rk, 'dirichlet_exact'):.5f} / {_mean(rk, 'linear_exact'):.5f} | "
+                + "".join(f"{_mean(rk, f'dirichlet_exact_{i}'):.5f} / {_mean(rk, f'linear_exact_{i}'):.5f} | " for i in extra)
+                + f"{rk[0]['dirichlet_t_max']:g}, {rk[0]['decode_dirichlet']} |")
         lines.append("")
     lines.append(f"Per run: dilated CNN d={a['d']} on the {'expanded simplex' if a['features'] == 'expanded' else '[x, log x]'} input, {a['train_steps']} steps x batch {a['batch_size']} "
                  f"of fresh samples, lr {a['lr']:g} with {'no decay' if a['constant_lr'] else 'cosine decay to 1%'}"
                  f"{'' if a['no_ema'] else ' and EMA 0.999'}"
-                 f"{'; Dirichlet FM adds the exact evidence t log x to the network output' if a.get('evidence') else ''}; {a['n_samples']:,} designs, {a['steps']} Euler steps; "
+                 f"{'; Dirichlet FM adds the exact evidence t log x to the network output' if a.get('evidence') else ''}; {a['n_samples']:,} designs, {a['steps']} denoiser calls per design "
+                 f"(Euler: {a['steps']} steps; Heun: {-(-a['steps'] // 2)} steps); Dirichlet training times "
+                 f"{'uniform on [0, t_max]' if not a.get('time_scale') else str(a['time_scale']) + ' x Exp(1)'}; "
                  f"KL averaged over the {a['seq_len']} positions; floor = KL of as many exact draws; values are means over seeds.")
     (out / "toy.md").write_text("\n".join(lines) + "\n")
 

@@ -17,7 +17,8 @@ def command(
     guidance: float = typer.Option(0.0, "--guidance", "-g", min=0.0, help="Guidance scale w (0 = unguided)."),
     guidance_mode: str = typer.Option("probability", "--guidance-mode", help="Classifier-free guidance form: probability or score."),
     classifier: Path = typer.Option(None, "--classifier", help="Noisy classifier folder: use classifier guidance instead of classifier-free."),
-    steps: int = typer.Option(100, "--steps", min=1, help="Euler steps (ignored by distilled one-step models)."),
+    steps: int = typer.Option(50, "--steps", min=1, help="Integration steps (ignored by distilled one-step models)."),
+    method: str = typer.Option("heun", "--method", help="ODE integrator: heun (2 denoiser calls per step) or euler (1)."),
     decode: str = typer.Option(None, "--decode", help="argmax or sample (default: the model's choice for its alphabet size)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
     batch_size: int = typer.Option(1000, "--batch-size", min=1, help="Designs per batch."),
@@ -61,6 +62,8 @@ def command(
         fail(f"--guidance-mode must be probability or score, got {guidance_mode!r}")
     if decode is not None and decode not in ("argmax", "sample"):
         fail(f"--decode must be argmax or sample, got {decode!r}")
+    if method not in ("heun", "euler"):
+        fail(f"--method must be heun or euler, got {method!r}")
     clf = None
     if classifier is not None:
         try:
@@ -72,7 +75,7 @@ def command(
     try:
         g = Guidance(scale=guidance, mode=guidance_mode, classifier=clf)
         torch.manual_seed(seed)
-        ids = sample(flow, n, cls=class_id, steps=steps, guidance=g, decode=decode, batch_size=batch_size,
+        ids = sample(flow, n, cls=class_id, steps=steps, guidance=g, decode=decode, batch_size=batch_size, method=method,
                      generator=torch.Generator().manual_seed(seed))
     except ValueError as e:
         fail(str(e))

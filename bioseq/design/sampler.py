@@ -1,4 +1,4 @@
-"""Sampling: Euler integration of the marginal ODE from ``Dir(1)`` noise, guidance, decoding.
+"""Sampling: Euler (or Heun) integration of the marginal ODE from ``Dir(1)`` noise, guidance, decoding.
 
 At every grid time the denoiser gives the posterior ``p = p(x1 | x_t)``; guidance modifies ``p``;
 the path turns ``p`` into the marginal velocity; an Euler step follows and the point is projected
@@ -83,7 +83,7 @@ def sample(
     model: FlowModel,
     n: int,
     cls: int | torch.Tensor | None = None,
-    steps: int = 100,
+    steps: int = 50,
     guidance: Guidance | None = None,
     decode: str | None = None,
     batch_size: int = 1000,
@@ -91,20 +91,28 @@ def sample(
     x0: torch.Tensor | None = None,
     return_probs: bool = False,
     callback=None,
+    method: str = "heun",
 ):
     """Design ``n`` sequences -> token ids ``(n, L)`` (and the final posteriors if asked).
 
     Args:
         model: a :class:`FlowModel` (``kind="distilled"`` uses one step whatever ``steps`` says).
         cls: class id for all designs, per-design ids ``(n,)``, or None (unconditional / null class).
-        steps: Euler steps over the path's ``[0, t_max]``.
+        steps: integration steps over the path's ``[0, t_max]`` (Heun: two denoiser calls each).
         guidance: :class:`Guidance`; None = unguided.
         decode: ``"argmax"`` or ``"sample"``; None = the model's default.
         x0: starting noise ``(n, L, K)`` (default: fresh ``Dir(1)`` draws).
         callback: called as ``callback(t, x)`` after every step (``x (b, L, K)`` float64).
+        method: ``"heun"`` (two denoiser calls per step; second order, so its discretisation error
+            falls as ``1 / steps**2``) or ``"euler"`` (one call; error ``1 / steps``). At the same
+            number of calls Heun is far closer to the exact flow: with the exact posterior on the
+            toy targets at K = 4, 10 Heun steps land at 0.3-3x the sampling floor, 19 Euler steps
+            at 4-27x (``benchmarks/results/dfm/toy.md``).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if method not in ("euler", "heun"):
+        raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
     decode = decode or model.decode
     if decode not in ("argmax", "sample"):
         raise ValueError(f"decode must be 'argmax' or 'sample', got {decode!r}")
@@ -120,7 +128,7 @@ def sample(
         b = min(batch_size, n - start)
         c = None if cls is None else cls[start : start + b].to(device)
         x = x0[start : start + b].to(device, torch.float64) if x0 is not None else model.path.prior((b, model.seq_len), generator=generator, device=device)
-        p = _integrate(model, x, c, steps, g, callback)
+        p = _integrate(model, x, c, steps, g, callback, method)
         probs.append(p.float())
         if decode == "argmax":
             ids.append(p.argmax(-1))
@@ -131,7 +139,8 @@ def sample(
     return (out, torch.cat(probs).cpu()) if return_probs else out
 
 
-def _integrate(model: FlowModel, x: torch.Tensor, cls: torch.Tensor | None, steps: int, g: Guidance, callback=None) -> torch.Tensor:
+def _integrate(model: FlowModel, x: torch.Tensor, cls: torch.Tensor | None, steps: int, g: Guidance, callback=None,
+               method: str = "euler") -> torch.Tensor:
     path = model.path
     if model.kind == "distilled":
         return _posterior(model, x, 0.0, cls, Guidance(), 1.0)
@@ -140,8 +149,12 @@ def _integrate(model: FlowModel, x: torch.Tensor, cls: torch.Tensor | None, step
     p = None
     for s, t in zip(grid[:-1], grid[1:], strict=True):
         p = _posterior(model, x, s, cls, g, t_floor)
-        x = x + (t - s) * path.velocity(x, p, s)
-        x = simplex_project(x)
+        v = path.velocity(x, p, s)
+        x1 = simplex_project(x + (t - s) * v)
+        if method == "heun":  # trapezoid of the field at both ends of the step (predictor: Euler)
+            v1 = path.velocity(x1, _posterior(model, x1, t, cls, g, t_floor), t)
+            x1 = simplex_project(x + 0.5 * (t - s) * (v + v1))
+        x = x1
         if callback is not None:
             callback(t, x)
     if isinstance(path, DirichletPath):
